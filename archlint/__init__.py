@@ -1,0 +1,3 @@
+"""archlint: static analysis of sequence models — reach and budget at any length."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""``python -m archlint``."""
+
+from archlint.cli import main
+
+main()

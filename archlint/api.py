@@ -1,0 +1,54 @@
+"""The pipeline in one place: load -> trace -> classify -> analyze -> rules.
+
+``analyze`` is the Python API (``archlint.analyze(model, seq_len="8k")``); the CLI, the
+pre-commit hook and the pytest plugin all go through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from archlint.classify import classify
+from archlint.findings import Finding
+from archlint.load import LoadedModel, load_module, load_target
+from archlint.report import ModelInfo, Report
+from archlint.rules import run_rules
+from archlint.settings import Settings, make_settings
+from archlint.trace import trace_model
+
+
+def analyze(model: str | nn.Module, *, settings: Settings | None = None,
+            example_input: Callable[[int, int], Any] | None = None,
+            **options: Any) -> Report:
+    """Analyze a model target (``"model.py"``, ``"pkg.mod:attr"``) or an ``nn.Module``.
+
+    ``options`` are settings as a user would type them: ``seq_len="8k"``,
+    ``memory="16GB"``, ``span=512``, ``mode="infer"`` (see :class:`Settings`).
+    """
+    resolved = make_settings(settings, **options)
+    if isinstance(model, nn.Module):
+        loaded = load_module(model, example_input)
+    else:
+        loaded = load_target(model)
+    return analyze_loaded(loaded, resolved)
+
+
+def check(model: str | nn.Module, **options: Any) -> list[Finding]:
+    """The findings for a model, after suppressions: ``archlint check`` as a function."""
+    return analyze(model, **options).findings
+
+
+def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
+    graph = classify(trace_model(loaded))
+    report = Report(
+        model=ModelInfo(
+            name=loaded.name, file=loaded.file, class_name=type(loaded.module).__name__,
+            parameters=sum(p.numel() for p in loaded.module.parameters()),
+            input=loaded.input_spec.description),
+        settings=settings, graph=graph)
+    # analyses: each adds its section to the report
+    report.findings = run_rules(report, settings)
+    return report

@@ -1,0 +1,60 @@
+"""Stage 1: a model target -> an ``nn.Module`` with its input specification.
+
+See :mod:`archlint.load.discover` for how the model is found in a file,
+:mod:`archlint.load.inputs` for how its input is inferred, and
+:mod:`archlint.load.source` for how layers are mapped to source lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from archlint.errors import ArchlintError
+from archlint.graph import InputSpec, SourceLocation
+from archlint.load.discover import find_model, import_target, parse_target
+from archlint.load.inputs import infer_input
+from archlint.load.source import display_path, module_locations, record_construction
+from archlint.load.state import preserved_state
+
+__all__ = ["LoadedModel", "load_target", "load_module"]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to trace: the module, its input, and where its layers were built."""
+
+    module: nn.Module
+    input_spec: InputSpec
+    name: str                                  # "model.py:GPT" style label
+    file: str | None                           # the model file as shown to the user
+    locations: dict[str, SourceLocation] = field(default_factory=dict)
+
+
+def load_target(text: str) -> LoadedModel:
+    """Import ``model.py``, ``model.py:NAME`` or ``pkg.mod:attr`` and build the model."""
+    target = parse_target(text)
+    with record_construction() as sites:
+        namespace = import_target(target)
+        model, attr = find_model(namespace, target)
+    label = f"{target.label}:{attr}"
+    example = getattr(namespace, "example_input", None)
+    if example is not None and not callable(example):
+        raise ArchlintError(f"{target.label}: example_input must be a function (seq_len, batch)")
+    with preserved_state(model):
+        spec = infer_input(model, example, label)
+    file = display_path(target.path) if target.path else getattr(namespace, "__file__", None)
+    return LoadedModel(model, spec, label, file, module_locations(model, sites))
+
+
+def load_module(model: nn.Module, example_input=None, name: str | None = None) -> LoadedModel:
+    """Wrap a model the caller already built (Python API, pytest plugin)."""
+    if not isinstance(model, nn.Module):
+        raise ArchlintError(f"expected an nn.Module, got {type(model).__name__}")
+    label = name or type(model).__name__
+    with preserved_state(model):
+        spec = infer_input(model, example_input, label)
+    locations = module_locations(model)
+    file = locations[""].file if "" in locations else None
+    return LoadedModel(model, spec, label, file, locations)

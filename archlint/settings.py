@@ -1,0 +1,159 @@
+"""Resolved settings of one run: what the user asked archlint to check.
+
+One object, built by :mod:`archlint.config` from ``[tool.archlint]`` and overridden by
+CLI flags or API keyword arguments. Every stage reads settings from here only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+#: Default target length when neither the command line nor the config names one.
+DEFAULT_SEQ_LEN = 2048
+#: Default length at which dynamic probes run on real tensors.
+DEFAULT_PROBE_LEN = 64
+
+SEVERITIES = ("info", "warning", "error")
+DTYPES = ("float32", "bfloat16", "float16")
+MODES = ("train", "infer", "decode")
+OPTIMIZERS = ("adam", "adamw", "sgd", "none")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a check depends on. Sizes in bytes, lengths in positions."""
+
+    seq_len: tuple[int, ...] = (DEFAULT_SEQ_LEN,)
+    span: int | None = None               # dependency distance the model must cover
+    memory: int | None = None             # budget in bytes
+    device: str | None = None             # device name the budget came from, if any
+    batch: int = 1
+    dtype: str = "float32"
+    mode: str = "train"
+    optimizer: str = "adam"
+    latency_ms: float | None = None
+    max_serial_steps: int | None = None
+    causal: bool | None = None            # None: infer from the model
+    probe_len: int = DEFAULT_PROBE_LEN
+    select: tuple[str, ...] = ()          # rule code prefixes to enable (empty = all)
+    ignore: tuple[str, ...] = ()          # rule code prefixes to disable
+    fail_on: str = "warning"              # lowest severity that makes exit code 1
+    rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dynamic: bool = True                  # run the gradient probes
+
+    @property
+    def target_len(self) -> int:
+        """The longest length asked for: the one findings speak about."""
+        return max(self.seq_len)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def rule_option(self, code: str, key: str, default: Any) -> Any:
+        return self.rule_options.get(code, {}).get(key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            out[item.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(value).lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not true/false")
+
+
+def _codes(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(sorted({str(item).strip().upper() for item in items if str(item).strip()}))
+
+
+def _choice(options: tuple[str, ...]):
+    def check(value: Any) -> str:
+        if str(value).lower() not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return str(value).lower()
+    return check
+
+
+def _positive_int(value: Any) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"{value!r} must be a positive integer")
+    return number
+
+
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"{value!r} must be positive")
+    return number
+
+
+def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
+    """Settings from user-typed values (``seq_len="8k"``, ``memory="16GB"``); None = keep.
+
+    Raises :class:`~archlint.errors.ArchlintError` naming the key for a bad value.
+    """
+    from archlint.errors import ArchlintError
+    from archlint.units import parse_length, parse_lengths
+
+    parsers = {
+        "seq_len": lambda v: tuple(parse_lengths(v)),
+        "span": parse_length,
+        "batch": _positive_int,
+        "dtype": _choice(DTYPES),
+        "mode": _choice(MODES),
+        "optimizer": _choice(OPTIMIZERS),
+        "latency_ms": _positive_float,
+        "max_serial_steps": _positive_int,
+        "causal": _flag,
+        "probe_len": parse_length,
+        "select": _codes,
+        "ignore": _codes,
+        "fail_on": _choice(SEVERITIES),
+        "dynamic": _flag,
+        "rule_options": dict,
+    }
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if key == "memory":
+            changes.update(_memory(value))
+            continue
+        if key not in parsers:
+            raise ArchlintError(f"unknown setting {key!r}")
+        try:
+            changes[key] = parsers[key](value)
+        except ArchlintError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ArchlintError(f"setting {key}: {exc}") from exc
+    return (base or Settings()).with_(**changes)
+
+
+def _memory(value: Any) -> dict[str, Any]:
+    """``16GB`` -> bytes; a device name -> its usable capacity."""
+    from archlint.errors import ArchlintError
+    from archlint.units import parse_size
+
+    try:
+        return {"memory": parse_size(value), "device": None}
+    except ArchlintError as size_error:
+        try:
+            from archlint.cost.devices import device_memory
+        except ImportError:
+            raise size_error from None
+        capacity = device_memory(str(value))
+        if capacity is None:
+            raise
+        return {"memory": capacity, "device": str(value).lower()}
