@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter
 
 import torch
@@ -140,32 +142,48 @@ def _op_layers(graph: ModelGraph, view: GraphView) -> list[Layer]:
         counts[base] += 1
         name = base if counts[base] == 1 else f"{base}#{counts[base]}"
         anchor = found.anchor if found.anchor is not None else node
-        location = (anchor.meta.get(META_SITE) or node.meta.get(META_SITE)
-                    or graph.locations.get(module))
+        location = _op_location(graph, module, anchor.meta.get(META_SITE)
+                                or node.meta.get(META_SITE))
         layers.append(Layer(name, found.kind, op_name(node.target), dict(found.params),
                             location, [node.name]))
         node.meta[META_LAYER] = name
     return layers
 
 
+def _op_location(graph: ModelGraph, module: str, site) -> object:
+    """The call line when it is in the file that defines the calling module (the user's
+    forward); else (a helper in a library, e.g. transformers' sdpa integration) the
+    line where that module was constructed."""
+    owner = graph.locations.get(module)
+    if site is None:
+        return owner
+    if owner is None or not module:
+        return site
+    defining = sys.modules.get(type(graph.submodule(module)).__module__)
+    filename = getattr(defining, "__file__", None)
+    if filename and os.path.abspath(filename) == os.path.abspath(site.file):
+        return site
+    return owner
+
+
 def _same_module_attention(layers: list[Layer], module: str, found) -> Layer | None:
     """Ops that are parts of one layer: the normalizer cumsum next to linear attention,
     the two FFTs of one long convolution."""
-    if found.kind is not LayerKind.SSM:
+    if found.kind not in (LayerKind.SSM, LayerKind.POSITIONAL):
         return None
     for layer in layers:
         if layer.name.rpartition(":")[0] != module:
             continue
         if "scan" in found.params and layer.params.get("implementation") == "linear":
             return layer
-        if layer.kind is LayerKind.SSM and layer.params == found.params:
+        if layer.kind is found.kind and layer.params == found.params:
             return layer
     return None
 
 
 def _refine(graph: ModelGraph, view: GraphView) -> None:
     for layer in list(graph.layers):
-        if layer.kind is LayerKind.CONV and layer.type_name.startswith("Conv"):
+        if layer.kind is LayerKind.CONV:
             refine_convolution(layer, view)
         elif layer.kind is LayerKind.ATTENTION and layer.type_name == "MultiheadAttention":
             refine_attention_module(layer, view)
@@ -192,10 +210,12 @@ def _mark_loops(graph: ModelGraph, view: GraphView) -> None:
         graph.layers.append(Layer(path, LayerKind.RECURRENCE, type(module).__name__, {
             "cell": type(module).__name__, "num_layers": 1, "bidirectional": False,
             "loop": True, "steps": calls[path], "causal": True}, graph.locations.get(path)))
+    looped: set[str] = set()
     for module, select, nonlinear in position_loops(view):
         parent = module + "." if module else ""
-        if any(cell.startswith(parent) for cell in cells):
-            continue                   # the loop drives a cell module: already a layer
+        if any(cell.startswith(parent) for cell in cells) or module in looped:
+            continue            # the loop drives a cell module, or is already a layer
+        looped.add(module)
         kind = LayerKind.RECURRENCE if nonlinear else LayerKind.SSM
         name = f"{module}:loop" if module else f"{type(graph.module).__name__}:loop"
         location = select.meta.get(META_SITE) or graph.locations.get(module)

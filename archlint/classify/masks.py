@@ -2,7 +2,8 @@
 
 A mask is reduced to (left, right): the farthest key a query may see behind and ahead
 of itself. Global attention at length n is (n-1, n-1); causal is (n-1, 0); a causal
-sliding window of w positions is (w-1, 0).
+sliding window of w positions is (w-1, 0). ``window`` is the number of keys a query
+sees, left + right + 1.
 """
 
 from __future__ import annotations
@@ -47,5 +48,6 @@ def mask_params(keep: torch.Tensor | None) -> dict[str, Any]:
     left, right = band(keep)
     params: dict[str, Any] = {"causal": right == 0, "mask": "constant"}
     if left < n - 1 or (right < n - 1 and right != 0):
-        params["window"] = max(left, right) + 1
+        params["window"] = left + right + 1
+        params["band"] = (left, right)
     return params

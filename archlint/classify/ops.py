@@ -44,24 +44,49 @@ def softmax(node: Node, view: GraphView) -> Classification | None:
     if scores is None:
         return None
     shape = view.shape(node) or ()
-    params = {"heads": shape[-3] if len(shape) >= 3 else 1,
-              "head_dim": (view.shape(scores.args[0]) or (None,))[-1],
-              "causal": False, "implementation": "materialized"}
+    params = {"causal": False, "implementation": "materialized"}
+    if len(shape) >= 2 and shape[-1] == shape[-2]:          # (..., heads, queries, keys)
+        params["heads"] = shape[-3] if len(shape) >= 3 else 1
+        params["head_dim"] = (view.shape(scores.args[0]) or (None,))[-1]
+    elif view.n in shape[:-1] and shape[-1] < view.n:       # banded scores (Longformer)
+        half = (shape[-1] - 1) // 2
+        params.update(window=shape[-1], band=(half, half))
     keep = _masked_keep(node.args[0], view)
     if keep is not False:
         params.update(mask_params(keep))
     return Classification(LayerKind.ATTENTION, params, anchor=scores)
 
 
+_MATMULS = ("aten.bmm", "aten.matmul", "aten.mm", "aten.baddbmm", "aten.einsum")
+#: how far above a softmax the q @ k^T product may be (chunked attention copies and pads)
+_SCORES_DEPTH = 16
+
+
 def _scores_matmul(node, view: GraphView) -> Node | None:
-    """The q @ k^T product feeding a softmax, through scaling and masking."""
-    for producer in view.producers(node, through=ELEMENTWISE_SCALE | {"aten.view",
-                                   "aten._unsafe_view", "aten.reshape", "aten.expand"}):
-        if producer.op == "call_function" and op_name(producer.target) in (
-                "aten.bmm", "aten.matmul", "aten.mm", "aten.baddbmm", "aten.einsum"):
-            operands = [a for a in producer.all_input_nodes if not view.is_parameter(a)]
-            if len(operands) >= 2 and (view.shape(producer) or (0,))[-1] == view.n:
-                return producer
+    """The q @ k^T product of two activations that a softmax normalizes.
+
+    Searched breadth-first above the softmax, not crossing ops with weights (a
+    projection ends the search: the product behind it belongs to an earlier layer).
+    Independent of n, since sequences may be downsampled before the attention.
+    """
+    frontier, seen = [node], set()
+    for _ in range(_SCORES_DEPTH):
+        following = []
+        for current in frontier:
+            if not isinstance(current, Node) or current in seen or current.op != "call_function":
+                continue
+            seen.add(current)
+            name = op_name(current.target)
+            inputs = current.all_input_nodes
+            if "softmax" in name and current is not node:
+                continue
+            activations = [a for a in inputs if not view.is_parameter(a)]
+            if name in _MATMULS and len(activations) >= 2:
+                return current
+            if len(activations) < len(inputs) and name not in ELEMENTWISE_SCALE:
+                continue          # a weighted op: a projection, not part of the scores
+            following.extend(activations)
+        frontier = following
     return None
 
 
@@ -89,6 +114,8 @@ def scan(node: Node, view: GraphView) -> Classification | None:
     shape = view.shape(node) or ()
     if dim is None or not shape or shape[dim] != view.n:
         return None
+    if not node.meta["val"].is_floating_point():
+        return None                      # counting positions or mask entries, not a scan
     if _outer_product_upstream(node.args[0], view):
         dim = dim % len(shape)
         return Classification(LayerKind.ATTENTION, {
@@ -180,6 +207,31 @@ def fourier(node: Node, view: GraphView) -> Classification | None:
     if not shape or not any(shape[d] == view.n for d in dims):
         return None
     return Classification(LayerKind.SSM, {"long_convolution": True, "via": "fft"})
+
+
+@register_op(aten.cos, aten.sin)
+def rotary_or_sinusoidal(node: Node, view: GraphView) -> Classification | None:
+    """cos/sin of position indices computed in forward: rotary or sinusoidal positions,
+    defined for any n (no table to outgrow)."""
+    if not _derives_from_positions(node.args[0], view):
+        return None
+    return Classification(LayerKind.POSITIONAL, {"table": "computed", "max_len": None})
+
+
+def _derives_from_positions(node, view: GraphView, depth: int = 12) -> bool:
+    """Whether ``node`` is computed from ``arange`` within ``depth`` ops."""
+    frontier, seen = [node], set()
+    for _ in range(depth):
+        following = []
+        for current in frontier:
+            if not isinstance(current, Node) or current in seen:
+                continue
+            seen.add(current)
+            if current.op == "call_function" and op_name(current.target) == "aten.arange":
+                return True
+            following.extend(current.all_input_nodes)
+        frontier = following
+    return False
 
 
 @register_op(aten.lstm, aten.gru, aten.rnn_tanh, aten.rnn_relu)

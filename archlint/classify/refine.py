@@ -34,7 +34,7 @@ def refine_convolution(layer: Layer, view: GraphView) -> None:
     """Effective left/right padding on the sequence axis, trim, and causality."""
     convs = [n for n in layer_nodes(view, layer) if op_name(n.target) in
              ("aten.convolution", "aten.conv1d", "aten.conv2d")]
-    if not convs or len(layer.params["kernel_size"]) != 1 or layer.params["transposed"]:
+    if not convs or len(layer.params["kernel_size"]) != 1 or layer.params.get("transposed"):
         return
     conv = convs[0]
     padding = layer.params["padding"]
@@ -104,8 +104,12 @@ def refine_embedding(layer: Layer, view: GraphView) -> None:
 
 
 def _is_positions(indices, view: GraphView) -> bool:
-    for producer in view.producers(indices, through=PASS_THROUGH | {"aten.add"}):
-        if producer.op == "call_function" and op_name(producer.target) == "aten.arange":
+    """Indices made by ``arange``, a buffer equal to ``arange``, or a running count
+    (``cumsum`` of the non-padding mask, as RoBERTa/Longformer number positions)."""
+    through = PASS_THROUGH | {"aten.add", "aten.mul", "aten.type_as"}
+    for producer in view.producers(indices, through=through):
+        if producer.op == "call_function" and op_name(producer.target) in (
+                "aten.arange", "aten.cumsum"):
             return True
         if producer.op == "get_attr":
             value = view.attr_value(producer)

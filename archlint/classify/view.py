@@ -31,6 +31,11 @@ ELEMENTWISE_SCALE = frozenset({
 })
 
 
+def _name(target: Any) -> str:
+    from archlint.classify.registry import op_name
+    return op_name(target)
+
+
 class GraphView:
     """The model graph with lazily computed concrete values at the trace length."""
 
@@ -55,8 +60,13 @@ class GraphView:
         return [i for i, size in enumerate(shape or ()) if size == self.n]
 
     def is_parameter(self, node: Any) -> bool:
-        """True for weights and buffers (get_attr), i.e. not activations."""
-        return isinstance(node, Node) and node.op == "get_attr"
+        """True for weights and buffers and reshaped copies of them (``w.unsqueeze(1)``):
+        values that do not depend on the input."""
+        if not isinstance(node, Node):
+            return False
+        sources = [p for p in self.producers(node) if not (
+            p.op == "call_function" and _name(p.target) in PASS_THROUGH)]
+        return bool(sources) and all(p.op == "get_attr" for p in sources)
 
     def attr_value(self, node: Node) -> torch.Tensor | None:
         try:

@@ -7,7 +7,9 @@ Face ``ModelOutput``) export too.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import logging
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -35,6 +37,18 @@ class TensorOutputs(nn.Module):
         return tensors
 
 
+@contextlib.contextmanager
+def quiet_torch_logs() -> Iterator[None]:
+    """Failed guards make torch log whole graphs; archlint reports one line instead."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def unwrap_path(path: str) -> str:
     """``model.blocks.0`` -> ``blocks.0``: module paths as the user knows them."""
     if path == _WRAPPED:
@@ -52,7 +66,9 @@ def innermost_module(node: torch.fx.Node) -> str:
 def export_graph(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> torch.fx.GraphModule:
     """The unlifted (runnable) ATen graph of ``model(*args, **kwargs)``."""
     recorder = CallSiteRecorder()
-    with recorder:
+    # under no_grad, regions a model runs with grad disabled (rotary tables in HF models)
+    # stay inline instead of becoming wrap_with_set_grad_enabled subgraphs
+    with recorder, torch.no_grad(), quiet_torch_logs():
         program = torch.export.export(TensorOutputs(model, kwargs), args, strict=False)
     graph_module = program.module()
     for node in graph_module.graph.nodes:
