@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from archlint import reach
 from archlint.classify import classify
 from archlint.findings import Finding
 from archlint.load import LoadedModel, load_module, load_target
@@ -50,5 +51,6 @@ def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
             input=loaded.input_spec.description),
         settings=settings, graph=graph)
     # analyses: each adds its section to the report
+    report.reach = reach.analyze(graph, settings)
     report.findings = run_rules(report, settings)
     return report

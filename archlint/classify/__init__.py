@@ -111,9 +111,11 @@ def _tag_nodes(graph: ModelGraph, view: GraphView) -> None:
     """Each node belongs to the deepest classified module on its path."""
     names = {layer.name for layer in graph.layers}
     for node in view.nodes():
+        if node.op not in ("call_function", "call_module"):
+            continue
         path = view.module_path(node)
         while True:
-            if path in names and path != "":
+            if path in names:            # "" when the model itself is one layer (nn.LSTM)
                 node.meta[META_LAYER] = path
                 graph.layer(path).nodes.append(node.name)
                 break

@@ -7,8 +7,11 @@ See :mod:`archlint.load.discover` for how the model is found in a file,
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from typing import Iterator
 
+import torch
 from torch import nn
 
 from archlint.errors import ArchlintError
@@ -35,7 +38,9 @@ class LoadedModel:
 def load_target(text: str) -> LoadedModel:
     """Import ``model.py``, ``model.py:NAME`` or ``pkg.mod:attr`` and build the model."""
     target = parse_target(text)
-    with record_construction() as sites:
+    # a fixed seed makes randomly initialized weights, and so every number measured on
+    # them (effective receptive field), the same on every run; the caller's RNG is kept
+    with record_construction() as sites, torch.random.fork_rng(), _seeded():
         namespace = import_target(target)
         model, attr = find_model(namespace, target)
     label = f"{target.label}:{attr}"
@@ -46,6 +51,12 @@ def load_target(text: str) -> LoadedModel:
         spec = infer_input(model, example, label)
     file = display_path(target.path) if target.path else getattr(namespace, "__file__", None)
     return LoadedModel(model, spec, label, file, module_locations(model, sites))
+
+
+@contextlib.contextmanager
+def _seeded(seed: int = 0) -> Iterator[None]:
+    torch.manual_seed(seed)
+    yield
 
 
 def load_module(model: nn.Module, example_input=None, name: str | None = None) -> LoadedModel:
