@@ -30,6 +30,10 @@ test-models: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,models]'
 	$(BIN)/pytest -q -m models
 
+## Regenerate the rule catalog in rules/ from the rule docstrings.
+rules-docs: $(STAMP)
+	$(BIN)/python -m archlint.catalog
+
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
 

@@ -17,7 +17,9 @@ from archlint.findings import Finding
 from archlint.load import LoadedModel, load_module, load_target
 from archlint.report import ModelInfo, Report
 from archlint.rules import run_rules
+from archlint.session import CheckSession
 from archlint.settings import Settings, make_settings
+from archlint.suppress import apply_suppressions
 from archlint.trace import trace_model
 
 
@@ -27,14 +29,20 @@ def analyze(model: str | nn.Module, *, settings: Settings | None = None,
     """Analyze a model target (``"model.py"``, ``"pkg.mod:attr"``) or an ``nn.Module``.
 
     ``options`` are settings as a user would type them: ``seq_len="8k"``,
-    ``memory="16GB"``, ``span=512``, ``mode="infer"`` (see :class:`Settings`).
+    ``memory="16GB"``, ``span=512``, ``mode="infer"`` (see :class:`Settings`). For a
+    file target without explicit ``settings``, ``[tool.archlint]`` of its project
+    applies first, as on the command line. ``# archlint: noqa`` comments apply always.
     """
+    if isinstance(model, str) and settings is None and example_input is None:
+        return CheckSession(overrides=options).analyze(model)
     resolved = make_settings(settings, **options)
     if isinstance(model, nn.Module):
         loaded = load_module(model, example_input)
     else:
         loaded = load_target(model)
-    return analyze_loaded(loaded, resolved)
+    report = analyze_loaded(loaded, resolved)
+    apply_suppressions(report, resolved)
+    return report
 
 
 def check(model: str | nn.Module, **options: Any) -> list[Finding]:

@@ -2,10 +2,16 @@
 
 Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 usage or load errors. User
 errors are one line on stderr; ``--debug`` shows the traceback instead.
+
+Settings come from ``[tool.archlint]`` in the nearest ``pyproject.toml`` (see
+:mod:`archlint.config`); a flag given on the command line wins over the file.
+``archlint check`` without targets checks the ``models`` the configuration lists: that
+is how the pre-commit hook runs it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,6 +23,7 @@ from archlint import __version__
 from archlint.errors import ArchlintError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+FORMATS = ("text", "json", "sarif", "github")
 
 
 def _guarded(function: Callable[..., int], debug: bool, *args: Any) -> None:
@@ -41,45 +48,88 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1)
 @click.option("--seq-len", "seq_len", help="Target length(s): 4096, 8k, 1k,4k,16k.")
 @click.option("--span", help="Dependency distance the model must cover (e.g. 512).")
 @click.option("--memory", help="Memory budget: 16GB, 80GiB, or a device name.")
-@click.option("--batch", type=int, help="Batch size (default 1).")
+@click.option("--batch", help="Batch size (default 1).")
 @click.option("--dtype", help="float32 | bfloat16 | float16.")
 @click.option("--mode", help="train | infer | decode.")
 @click.option("--optimizer", help="adam | adamw | sgd | none (train mode).")
-@click.option("--latency", "latency_ms", type=float, help="Latency budget in ms.")
-@click.option("--max-serial-steps", type=int, help="Budget of ordered steps per forward.")
+@click.option("--latency", "latency_ms", help="Latency budget: 50ms, 0.2s (a number is ms).")
+@click.option("--max-serial-steps", help="Budget of ordered steps per forward.")
 @click.option("--causal/--no-causal", default=None, help="Declare the model (non-)causal.")
 @click.option("--select", help="Rule codes or prefixes to enable (AL1,AL201).")
 @click.option("--ignore", help="Rule codes or prefixes to disable.")
 @click.option("--fail-on", help="Lowest severity that fails: info | warning | error.")
 @click.option("--no-dynamic", "dynamic", flag_value=False, default=None,
               help="Skip the gradient probes.")
+@click.option("--warn-unused-noqa", "warn_unused_noqa", flag_value=True, default=None,
+              help="Report `# archlint: noqa` comments that suppress nothing (AL001).")
 @click.option("--format", "output_format", default="text", show_default=True,
-              type=click.Choice(["text", "json"]), help="Output format.")
+              type=click.Choice(FORMATS), help="Output format.")
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, help="Color text output (auto: only on a terminal).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
+              help="Write the report to this file instead of stdout.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Use this pyproject.toml instead of the nearest one.")
+@click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def check(targets: tuple[str, ...], output_format: str, debug: bool, **options: Any) -> None:
-    """Analyze model files (model.py, model.py:NAME, package.module:attr)."""
-    _guarded(_check, debug, targets, output_format, options)
+def check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
+          config_path: str | None, isolated: bool, debug: bool, **options: Any) -> None:
+    """Analyze model files (model.py, model.py:NAME, package.module:attr).
+
+    Without TARGETS, checks the `models` listed in [tool.archlint].
+    """
+    _guarded(_check, debug, targets, output_format, color, output, config_path, isolated,
+             options)
 
 
-def _check(targets: tuple[str, ...], output_format: str, options: dict[str, Any]) -> int:
-    from archlint.api import analyze
-    from archlint.format import FORMATTERS
-    from archlint.settings import make_settings
+def _check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
+           config_path: str | None, isolated: bool, options: dict[str, Any]) -> int:
+    from archlint.format import FormatOptions, render
+    from archlint.session import CheckSession
 
-    settings = make_settings(**options)
-    reports = [analyze(target, settings=settings) for target in targets]
-    click.echo(FORMATTERS[output_format](reports), nl=False)
-    failing = [f for r in reports for f in r.findings if f.at_least(settings.fail_on)]
+    overrides = {key: value for key, value in options.items() if value is not None}
+    session = CheckSession(overrides=overrides, config_path=config_path, isolated=isolated)
+    chosen = list(targets) or _configured_targets(session)
+    reports = session.check(chosen)
+    use_color = output is None and output_format == "text" and _color(color)
+    text = render(reports, output_format, FormatOptions(color=use_color))
+    if output is None:
+        click.echo(text, nl=False, color=use_color)
+    else:
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise ArchlintError(f"{output}: cannot write the report ({exc.strerror}); "
+                                "pass a writable --output path") from exc
+    failing = [f for r in reports for f in r.findings if f.at_least(r.settings.fail_on)]
     return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def _configured_targets(session) -> list[str]:
+    config = session.config(None)
+    targets = config.model_targets()
+    if not targets:
+        where = config.label if config.path else f"a pyproject.toml at or above {os.getcwd()}"
+        raise ArchlintError(
+            f"no model given and no [tool.archlint] models in {where}; pass a model file "
+            "(archlint check model.py) or list them: models = [\"models/*.py\"]")
+    return targets
+
+
+def _color(choice: str) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
 @main.command("rules")
 def rules_command() -> None:
-    """List every rule: code, name, default severity, summary."""
+    """List every rule: code, name, severity, summary."""
     from tabulate import tabulate
 
     from archlint.rules import all_rules

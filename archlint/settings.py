@@ -41,6 +41,7 @@ class Settings:
     fail_on: str = "warning"              # lowest severity that makes exit code 1
     rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dynamic: bool = True                  # run the gradient probes
+    warn_unused_noqa: bool = False        # report ``# archlint: noqa`` that suppress nothing
 
     @property
     def target_len(self) -> int:
@@ -98,6 +99,19 @@ def _positive_float(value: Any) -> float:
     return number
 
 
+_DURATION = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _milliseconds(value: Any) -> float:
+    """A latency: a number of milliseconds, or text with a unit (``50ms``, ``0.2s``, ``800us``)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        for unit in sorted(_DURATION, key=len, reverse=True):
+            if text.endswith(unit) and text[: -len(unit)].strip():
+                return _positive_float(text[: -len(unit)]) * _DURATION[unit]
+    return _positive_float(value)
+
+
 def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
     """Settings from user-typed values (``seq_len="8k"``, ``memory="16GB"``); None = keep.
 
@@ -113,7 +127,7 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         "dtype": _choice(DTYPES),
         "mode": _choice(MODES),
         "optimizer": _choice(OPTIMIZERS),
-        "latency_ms": _positive_float,
+        "latency_ms": _milliseconds,
         "max_serial_steps": _positive_int,
         "causal": _flag,
         "probe_len": parse_length,
@@ -121,6 +135,7 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         "ignore": _codes,
         "fail_on": _choice(SEVERITIES),
         "dynamic": _flag,
+        "warn_unused_noqa": _flag,
         "rule_options": dict,
     }
     changes: dict[str, Any] = {}

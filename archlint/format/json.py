@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from archlint.report import SCHEMA_VERSION, Report
 
+if TYPE_CHECKING:
+    from archlint.format import FormatOptions
 
-def render_json(reports: list[Report]) -> str:
+
+def render_json(reports: list[Report], options: FormatOptions | None = None) -> str:
     document = {
         "schema_version": SCHEMA_VERSION,
         "reports": [report.to_dict() for report in reports],

@@ -8,8 +8,8 @@ See :mod:`archlint.load.discover` for how the model is found in a file,
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 from torch import nn

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-import textwrap
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
@@ -69,7 +68,7 @@ class Rule(ABC):
 
 
 def documentation(rule: type[Rule]) -> str:
-    return textwrap.dedent(rule.__doc__ or "").strip()
+    return inspect.cleandoc(rule.__doc__ or "")
 
 
 @lru_cache(maxsize=1)
