@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from archlint import reach
+from archlint import cost, reach
 from archlint.classify import classify
 from archlint.findings import Finding
 from archlint.load import LoadedModel, load_module, load_target
@@ -60,5 +60,6 @@ def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
         settings=settings, graph=graph)
     # analyses: each adds its section to the report
     report.reach = reach.analyze(graph, settings)
+    report.cost = cost.analyze(graph, settings)
     report.findings = run_rules(report, settings)
     return report

@@ -127,6 +127,50 @@ def _color(choice: str) -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
+@main.command()
+@click.argument("target")
+@click.option("--seq-len", "seq_len", help="Lengths to measure: 512,1024,2048.")
+@click.option("--batch", help="Batch size (default 1).")
+@click.option("--dtype", help="float32 | bfloat16 | float16.")
+@click.option("--mode", help="train | infer.")
+@click.option("--optimizer", help="adam | adamw | sgd | none (train mode).")
+@click.option("--out", "out_dir", default="profile-traces", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for *.pt.trace.json traces.")
+@click.option("--format", "output_format", default="text", show_default=True,
+              type=click.Choice(["text", "json"]), help="Output format.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Read settings from this pyproject.toml.")
+@click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def profile(target: str, out_dir: str, output_format: str, config_path: str | None,
+            isolated: bool, debug: bool, **options: Any) -> None:
+    """Measure peak memory and time per step at each length, beside the prediction.
+
+    A length whose predicted peak does not fit the free memory is refused, never run.
+    Exit 1 when a length was refused or could not be measured.
+    """
+    _guarded(_profile, debug, target, out_dir, output_format, config_path, isolated, options)
+
+
+def _profile(target: str, out_dir: str, output_format: str, config_path: str | None,
+             isolated: bool, options: dict[str, Any]) -> int:
+    import json
+
+    from archlint.profile import format_profile, run_profile
+    from archlint.session import CheckSession
+
+    overrides = {key: value for key, value in options.items() if value is not None}
+    session = CheckSession(overrides=overrides, config_path=config_path, isolated=isolated)
+    report = run_profile(target, session.settings(target), out_dir,
+                         echo=lambda text: click.echo(text, err=True))
+    if output_format == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(format_profile(report))
+    measured = all(row.status == "measured" for row in report.rows)
+    return EXIT_CLEAN if measured else EXIT_FINDINGS
+
+
 @main.command("rules")
 def rules_command() -> None:
     """List every rule: code, name, severity, summary."""

@@ -91,3 +91,23 @@ def test_console_entry_point_and_module_agree():
 def test_unknown_rule_explain_is_exit_2():
     result = run("explain", "AL999")
     assert result.exit_code == 2
+
+
+def test_profile_command_measures_beside_the_prediction(tmp_path):
+    """`archlint profile`: a measured row whose error is within the 5% bar, a trace file,
+    and exit 1 when a length fails for real (256-row positional table at n=512)."""
+    result = run("profile", "fixtures/gpt_sdpa.py", "--seq-len", "64,512",
+                 "--out", str(tmp_path), "--format", "json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout if hasattr(result, "stdout") else result.output)
+    rows = {row["seq_len"]: row for row in document["lengths"]}
+    assert rows[64]["status"] == "measured"
+    predicted, measured = rows[64]["predicted_peak_bytes"], rows[64]["measured_peak_bytes"]
+    assert abs(predicted - measured) <= 0.05 * measured
+    assert rows[512]["status"].startswith("failed: IndexError")
+    assert list(tmp_path.rglob("*.pt.trace.json"))
+
+
+def test_profile_refuses_decode_mode_with_one_line():
+    result = run("profile", "fixtures/gpt_sdpa.py", "--mode", "decode")
+    assert result.exit_code == 2

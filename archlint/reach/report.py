@@ -184,10 +184,8 @@ class ReachReport:
         if self.span:
             lines.append(f"  {'dependency path L(' + str(self.span - 1) + ')':<22} "
                          f"{_fmt(self.dependency_path)} hops")
-        lines.append(f"  {'longest path L(n-1)':<22} {self.longest_path} "
-                     f"= {_fmt(self.longest_path.at(n))}")
-        lines.append(f"  {'serial steps S(n)':<22} {self.serial_steps} "
-                     f"= {_fmt(self.serial_steps.at(n))}")
+        lines.append(f"  {'longest path L(n-1)':<22} {_at(self.longest_path, n)}")
+        lines.append(f"  {'serial steps S(n)':<22} {_at(self.serial_steps, n)}")
         lines.append(f"  {'causal':<22} {self._causal_text()}")
         if self.probe is not None:
             verdict = "agree" if self.agreement else f"disagree; trusting the {self.trusted}"
@@ -234,3 +232,10 @@ def _fmt(value: float | None) -> str:
     if isinstance(value, float) and math.isinf(value):
         return "inf"
     return str(_number(value))
+
+
+def _at(expression, n: int) -> str:
+    """``2n = 2048`` for an expression in n; just ``6`` for a constant."""
+    value = _fmt(expression.at(n))
+    text = str(expression)
+    return value if text == value else f"{text} = {value}"

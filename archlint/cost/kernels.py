@@ -1,0 +1,78 @@
+"""What fused CPU kernels allocate inside themselves, which fake tensors cannot see.
+
+A fake kernel returns outputs of the right shape and nothing else. Real CPU kernels
+allocate more, measured with ``torch.profiler(profile_memory=True)`` on torch 2.13 and
+read in their sources; one handler per ATen op, in three modules:
+
+- :mod:`.attention_kernels`: the ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer``
+  eval fast paths materialize B·h·n·n scores (even with ``need_weights=False``); CPU
+  flash SDPA keeps per-thread score blocks; ``native_layer_norm_backward`` per-thread
+  partial sums;
+- :mod:`.conv_kernels`: im2col columns (slow paths) or oneDNN reorders, by the backend
+  ``torch._C._select_conv_backend`` picks for the shapes;
+- :mod:`.rnn_kernels`: ``nn.LSTM``'s oneDNN workspace (which the fake kernel reports as
+  empty) and scratchpad, calibrated at other lengths.
+
+:class:`KernelMemoryMode` sits above the memory tracker and makes those allocations
+visible: transients are allocated as fake tensors around the op, missing outputs are
+replaced by fake tensors of the real size.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+#: (shape, dtype) of each tensor a kernel allocates
+Shapes = list[tuple[tuple[int, ...], torch.dtype]]
+#: op -> function(*args, **kwargs) -> (phases allocated and freed in turn, held during the op)
+TRANSIENTS: dict[Any, Callable[..., tuple[list[Shapes], Shapes]]] = {}
+#: op -> function(args, kwargs, out) -> out with the missing outputs filled in
+OUTPUT_FIXES: dict[Any, Callable[..., Any]] = {}
+
+_HANDLERS = ("attention_kernels", "conv_kernels", "rnn_kernels")
+
+
+def register(table: dict[Any, Callable[..., Any]],
+             op: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a handler for ``op`` in ``table``; a second one for the same op is a bug."""
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        if op in table:
+            raise RuntimeError(f"duplicate kernel memory handler for {op}")
+        table[op] = function
+        return function
+    return decorate
+
+
+def as_bytes(count: float) -> Shapes:
+    """One uint8 tensor of ``count`` bytes (nothing below one byte)."""
+    return [((max(0, round(count)),), torch.uint8)] if count >= 1 else []
+
+
+class KernelMemoryMode(TorchDispatchMode):
+    """Make kernel-internal allocations visible to the trackers below this mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in _HANDLERS:                    # they register on import
+            importlib.import_module(f"archlint.cost.{name}")
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001,ANN204
+        kwargs = kwargs or {}
+        packet = func._overloadpacket
+        held: list[torch.Tensor] = []
+        if packet in TRANSIENTS:
+            phases, keep = TRANSIENTS[packet](*args, **kwargs)
+            for phase in phases:
+                temporary = [torch.empty(shape, dtype=dtype) for shape, dtype in phase]
+                del temporary
+            held = [torch.empty(shape, dtype=dtype) for shape, dtype in keep]
+        out = func(*args, **kwargs)
+        del held
+        if packet in OUTPUT_FIXES:
+            out = OUTPUT_FIXES[packet](args, kwargs, out)
+        return out
