@@ -119,3 +119,27 @@ def test_fixtures_are_located_at_their_attention_lines():
     for finding in found.values():
         assert str(finding.location) == "fixtures/conv_transformer.py:25"
     assert found["AL201"].message.startswith("attention OOM at n=8192 on 1.0 GB")
+
+
+def test_fused_attention_with_dropout_falls_back_and_the_fix_says_why(tmp_path):
+    """CPU SDPA materializes the scores when attention dropout is active in training
+    (the fake run sees it as the real one does); with dropout 0.0 nothing is held."""
+    from archlint.api import analyze
+
+    findings = {}
+    for dropout in ("0.0", "0.1"):
+        path = tmp_path / f"enc_{dropout.replace('.', '_')}.py"
+        path.write_text(
+            "import torch.nn as nn\n"
+            "def build_model():\n"
+            "    return nn.TransformerEncoder(nn.TransformerEncoderLayer(\n"
+            f"        32, 4, batch_first=True, dropout={dropout}), 1)\n")
+        report = analyze(str(path), seq_len="2k", dynamic=False, select="AL202")
+        findings[dropout] = report.findings
+    assert findings["0.0"] == []
+    (finding,) = findings["0.1"]
+    assert "set the attention dropout to 0.0" in finding.fix
+    # (B, h, n, n) float32 at n=2048, h=4: 4 * 2048^2 * 4 bytes = 67.1 MB per tensor; the
+    # math path keeps three for backward: softmax(QK^T), the float dropout mask drawn by
+    # bernoulli_, and their product that multiplies V -> 3 * 67.1 = 201.3 MB
+    assert "at n=2048 201.3 MB of scores are held" in finding.message, finding.message

@@ -73,6 +73,17 @@ class MaterializedAttention(Rule):
                 f"{layer.name} materializes its (B, h, n, n) attention scores: at n={n} "
                 f"{format_bytes(held)} of scores are held at the peak; a fused kernel "
                 f"keeps them O(n) and {saving}",
-                fix=("call F.scaled_dot_product_attention(q, k, v, ...) instead of "
-                     "softmax(q @ k^T) @ v (for nn.MultiheadAttention pass need_weights=False)"),
+                fix=_fix(layer),
                 layer=layer)
+
+
+def _fix(layer) -> str:
+    if layer.params.get("implementation") == "materialized":
+        return ("call F.scaled_dot_product_attention(q, k, v, ...) instead of "
+                "softmax(q @ k^T) @ v (for nn.MultiheadAttention pass need_weights=False)")
+    # the code already calls the fused kernel; the CPU kernel falls back to the math path
+    # (n x n scores) when attention dropout is active in training (measured: dropout=0.0
+    # holds no scores at all)
+    return ("the fused kernel falls back to materialized scores here: set the attention "
+            "dropout to 0.0 (e.g. nn.TransformerEncoderLayer(..., dropout=0.0) or "
+            "dropout_p=0.0), or regularize elsewhere")
