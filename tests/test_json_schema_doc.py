@@ -6,10 +6,10 @@ import json
 import re
 
 from click.testing import CliRunner
+from conftest import ROOT
 
 from archlint.cli import main
 from archlint.report import SCHEMA_VERSION
-from conftest import ROOT
 
 
 def test_every_emitted_key_is_documented():
