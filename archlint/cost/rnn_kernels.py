@@ -9,7 +9,10 @@ on zeros at two lengths (never the user's) and interpolated.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -125,7 +128,8 @@ def _measure_layer(steps: int, rest: tuple[int, ...], dtype: torch.dtype,
 def _hidden_bytes(call: Callable[[], Any]) -> tuple[Any, int]:
     """Run ``call`` under the profiler: its result, and its peak bytes above what it keeps."""
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU],
+                                            profile_memory=True) as prof:
         result = call()
     events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
                     key=lambda e: e.start_ns())
@@ -134,3 +138,18 @@ def _hidden_bytes(call: Callable[[], Any]) -> tuple[Any, int]:
         running += event.nbytes()
         peak = max(peak, running)
     return result, peak - running
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Kineto writes a ``USDT: profiler_start/stop`` line to fd 2 from C++ on every
+    profiler session; this calibration run is archlint's business, not the user's."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

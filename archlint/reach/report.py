@@ -10,6 +10,7 @@ at the target length.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -198,12 +199,13 @@ class ReachReport:
                       if row.effective_receptive_field else "-"] for row in self.layers]
             head = ["layer", "kind", "R", "stride",
                     f"L({self.span - 1})" if self.span else "L(n-1)", "S", "ERF"]
-            lines.append(tabulate(table, headers=head, tablefmt="simple"))
+            lines.append(tabulate(table, headers=head, tablefmt="simple",
+                                  maxcolwidths=[22, None, 12, None, None, None, None]))
         for note in self.notes:
             lines.append(f"  note: {note}")
         if self.unattributed:
             lines.append("  unattributed (handled conservatively): " + ", ".join(self.unattributed))
-        return "\n".join(lines)
+        return "\n".join(_wrap(line) for line in lines)
 
     def _causal_text(self) -> str:
         if self.causality is None:
@@ -239,3 +241,12 @@ def _at(expression, n: int) -> str:
     value = _fmt(expression.at(n))
     text = str(expression)
     return value if text == value else f"{text} = {value}"
+
+
+def _wrap(line: str, width: int = 80) -> str:
+    """Fold a long ``  label   value`` line under its value column (tables stay as they are)."""
+    if len(line) <= width or not line.startswith("  ") or "\n" in line:
+        return line
+    indent = " " * (25 if line[2:24].strip() and line[24:25] == " " else 4)
+    return textwrap.fill(line, width=width, subsequent_indent=indent,
+                         break_on_hyphens=False)
