@@ -8,6 +8,7 @@ sees, left + right + 1.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -30,24 +31,46 @@ def keep_matrix(mask: Any, blocked_when_true: bool = False) -> torch.Tensor | No
     return keep[0]
 
 
-def band(keep: torch.Tensor) -> tuple[int, int]:
-    """(left, right) reach of the widest allowed band."""
-    n = keep.shape[-1]
-    offsets = torch.arange(n).view(1, n) - torch.arange(n).view(n, 1)   # j - i
-    allowed = offsets[keep]
-    if allowed.numel() == 0:
-        return 0, 0
-    return int(-allowed.min().clamp(max=0)), int(allowed.max().clamp(min=0))
+def band_offsets(keep: torch.Tensor) -> tuple[float, float, bool] | None:
+    """(lowest, highest) allowed key offset ``j - i`` of an (n, n) keep matrix, and
+    whether some row has holes (then the band is its envelope). A side that reaches the
+    first (last) key on every row is unbounded (``-inf`` / ``inf``): at another length
+    it would reach it too."""
+    rows, cols = keep.shape
+    if rows != cols or rows < 2:
+        return None
+    inner_lo, inner_hi, gaps, any_row = [], [], False, False
+    for i in range(rows):
+        allowed = torch.nonzero(keep[i]).flatten()
+        if allowed.numel() == 0:
+            continue
+        any_row = True
+        first, last = int(allowed[0]), int(allowed[-1])
+        gaps |= allowed.numel() != last - first + 1
+        if first > 0:
+            inner_lo.append(first - i)
+        if last < cols - 1:
+            inner_hi.append(last - i)
+    if not any_row:
+        return None
+    lo = float(min(inner_lo)) if inner_lo else -math.inf
+    hi = float(max(inner_hi)) if inner_hi else math.inf
+    return lo, hi, gaps
 
 
 def mask_params(keep: torch.Tensor | None) -> dict[str, Any]:
-    """Attention params implied by a mask: causal, window (None = unbounded)."""
+    """Attention params implied by a mask: causal, window and band when bounded."""
     if keep is None:
         return {"mask": "data-dependent"}
-    n = keep.shape[-1]
-    left, right = band(keep)
-    params: dict[str, Any] = {"causal": right == 0, "mask": "constant"}
-    if left < n - 1 or (right < n - 1 and right != 0):
-        params["window"] = left + right + 1
-        params["band"] = (left, right)
+    offsets = band_offsets(keep)
+    if offsets is None:
+        return {"mask": "constant"}
+    lo, hi, _ = offsets
+    causal = hi <= 0
+    params: dict[str, Any] = {"causal": causal, "mask": "constant"}
+    right = 0 if causal else hi
+    if math.isfinite(lo) and math.isfinite(right):
+        left = int(-lo)
+        params["window"] = left + int(right) + 1
+        params["band"] = (left, int(right))
     return params

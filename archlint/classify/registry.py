@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from archlint.kinds import LayerKind
+from archlint.optable import OpTable
 
 
 @dataclass
@@ -34,7 +35,9 @@ ModuleHandler = Callable[[nn.Module], "Classification | None"]
 OpHandler = Callable[..., "Classification | None"]
 
 MODULE_HANDLERS: dict[type, ModuleHandler] = {}
-OP_HANDLERS: dict[Any, OpHandler] = {}
+OP_HANDLERS = OpTable("op handler")
+register_op = OP_HANDLERS.register
+op_handler = OP_HANDLERS.lookup
 
 
 def register_module(*types: type) -> Callable[[ModuleHandler], ModuleHandler]:
@@ -47,29 +50,11 @@ def register_module(*types: type) -> Callable[[ModuleHandler], ModuleHandler]:
     return decorator
 
 
-def register_op(*ops: Any) -> Callable[[OpHandler], OpHandler]:
-    """Register for ATen op packets (``aten.cumsum``) or overloads; packets cover all overloads."""
-    def decorator(handler: OpHandler) -> OpHandler:
-        for op in ops:
-            if op in OP_HANDLERS:
-                raise RuntimeError(f"op handler for {op} registered twice")
-            OP_HANDLERS[op] = handler
-        return handler
-    return decorator
-
-
 def module_handler(module: nn.Module) -> ModuleHandler | None:
     for cls in type(module).__mro__:
         if cls in MODULE_HANDLERS:
             return MODULE_HANDLERS[cls]
     return None
-
-
-def op_handler(target: Any) -> OpHandler | None:
-    if target in OP_HANDLERS:
-        return OP_HANDLERS[target]
-    packet = getattr(target, "overloadpacket", None)
-    return OP_HANDLERS.get(packet) if packet is not None else None
 
 
 def op_name(target: Any) -> str:

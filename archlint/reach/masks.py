@@ -15,6 +15,7 @@ from dataclasses import replace
 import torch
 from torch.fx import Node
 
+from archlint.classify.masks import band_offsets
 from archlint.reach.descriptor import TensorReach
 from archlint.reach.hops import INF
 from archlint.reach.transfer import (
@@ -99,28 +100,14 @@ def add_to_scores(ctx, reach: TensorReach | None, mask: Node, additive: bool,
 
 def mask_band(keep: torch.Tensor, ctx: TransferContext | None = None
               ) -> tuple[float, float] | None:
-    """(lowest, highest) allowed key offset ``j - i`` of a keep matrix; a side that
-    reaches the first (last) key on every row is unbounded."""
-    rows, cols = keep.shape
-    if rows != cols or rows < 2:
+    """(lowest, highest) allowed key offset ``j - i`` of a keep matrix (see
+    :func:`archlint.classify.masks.band_offsets`); holes are noted, the envelope used."""
+    offsets = band_offsets(keep)
+    if offsets is None:
         return None
-    lows, highs, gaps = [], [], False
-    for i in range(rows):
-        allowed = torch.nonzero(keep[i]).flatten()
-        if allowed.numel() == 0:
-            continue
-        first, last = int(allowed[0]), int(allowed[-1])
-        gaps |= allowed.numel() != last - first + 1
-        lows.append((i, first))
-        highs.append((i, last))
-    if not lows:
-        return None
+    lo, hi, gaps = offsets
     if gaps and ctx is not None:
         ctx.note("an attention mask with holes: its envelope is used")
-    inner_lo = [first - i for i, first in lows if first > 0]
-    inner_hi = [last - i for i, last in highs if last < cols - 1]
-    lo = -INF if not inner_lo else float(min(inner_lo))
-    hi = INF if not inner_hi else float(max(inner_hi))
     return lo, hi
 
 

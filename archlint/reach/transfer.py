@@ -23,31 +23,16 @@ from typing import Any
 import torch
 from torch.fx import Node
 
+from archlint.optable import OpTable
 from archlint.reach.descriptor import FrameReach, KeyAxis, Serial, TensorReach, longest
 from archlint.reach.hops import INF
 
 aten = torch.ops.aten
 
 Transfer = Callable[[Node, "TransferContext"], Any]
-TRANSFERS: dict[Any, Transfer] = {}
-
-
-def register_transfer(*ops: Any) -> Callable[[Transfer], Transfer]:
-    """Register ``fn`` for ATen op packets (all overloads) or single overloads."""
-    def decorator(fn: Transfer) -> Transfer:
-        for op in ops:
-            if op in TRANSFERS:
-                raise RuntimeError(f"transfer function for {op} registered twice")
-            TRANSFERS[op] = fn
-        return fn
-    return decorator
-
-
-def transfer_for(target: Any) -> Transfer | None:
-    if target in TRANSFERS:
-        return TRANSFERS[target]
-    packet = getattr(target, "overloadpacket", None)
-    return TRANSFERS.get(packet) if packet is not None else None
+TRANSFERS = OpTable("transfer function")
+register_transfer = TRANSFERS.register
+transfer_for = TRANSFERS.lookup
 
 
 @dataclass
