@@ -51,7 +51,7 @@ def check(model: str | nn.Module, **options: Any) -> list[Finding]:
 
 
 def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
-    graph = classify(trace_model(loaded))
+    graph = classify(trace_model(loaded, target_len=settings.target_len))
     report = Report(
         model=ModelInfo(
             name=loaded.name, file=loaded.file, class_name=type(loaded.module).__name__,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -141,34 +142,41 @@ def _moving_dim(a: Any, b: Any) -> int | None:
 
 def infer_input(model: nn.Module, example: Callable[..., Any] | None,
                 label: str) -> InputSpec:
-    """The input spec: from ``example_input`` if given, else the first candidate that runs."""
+    """The input spec: from ``example_input`` if given, else the first candidate that runs.
+
+    Every candidate is tried at :data:`VALIDATION_LEN` first; only when none runs are they
+    tried at doubled lengths (up to ``MAX_TRACE_LEN``, or ``MAX_TRACE_SIDE`` for images):
+    a model that downsamples a lot rejects short inputs. The length that ran becomes the
+    spec's ``min_len``, where tracing starts."""
     if example is not None:
-        spec = with_call_convention(from_example_input(example), model)
-        _run(model, spec, label)
-        return spec
-    specs = [with_call_convention(spec, model) for spec in candidates(model)]
+        specs = [with_call_convention(from_example_input(example), model)]
+    else:
+        specs = [with_call_convention(spec, model) for spec in candidates(model)]
     if not specs:
         raise ArchlintError(
             f"{label}: cannot infer the input from the first layer; define "
             "example_input(seq_len, batch) in the model file")
-    errors = []
-    for spec in specs:
-        try:
-            _run(model, spec, label)
-            return spec
-        except ArchlintError as exc:
-            errors.append(str(exc))
-    raise ArchlintError(errors[0] + "; or define example_input(seq_len, batch)")
+    from archlint.trace.length import MAX_TRACE_LEN, MAX_TRACE_SIDE, candidate_lengths
 
-
-def _run(model: nn.Module, spec: InputSpec, label: str) -> None:
-    """One forward at a short length: proves the layout and that forward works."""
-    length = max(VALIDATION_LEN, spec.min_len)
-    try:
-        with torch.no_grad():
-            model(*spec.make(length, 1), **spec.kwargs)
-    except Exception as exc:  # noqa: BLE001 - the user's forward
-        message = str(exc).splitlines()[0] if str(exc) else ""
-        raise ArchlintError(
-            f"{label}: forward raised {type(exc).__name__}: {message} with input "
-            f"{spec.description} at n={length}") from exc
+    ladders = [candidate_lengths(max(VALIDATION_LEN, spec.min_len),
+                                 MAX_TRACE_SIDE if spec.spatial else MAX_TRACE_LEN)
+               for spec in specs]
+    first: list[tuple[int, Exception] | None] = [None] * len(specs)
+    for step in range(max(len(ladder) for ladder in ladders)):
+        for index, (spec, ladder) in enumerate(zip(specs, ladders)):
+            if step >= len(ladder):
+                continue
+            try:
+                with torch.no_grad():
+                    model(*spec.make(ladder[step], 1), **spec.kwargs)
+            except Exception as exc:  # noqa: BLE001 - the user's forward
+                first[index] = first[index] or (ladder[step], exc)
+                continue
+            return replace(spec, min_len=ladder[step])
+    length, exc = first[0]
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    tried = ", ".join(str(n) for n in ladders[0])
+    hint = "" if example is not None else "; or define example_input(seq_len, batch)"
+    raise ArchlintError(
+        f"{label}: forward raised {type(exc).__name__}: {message} with input "
+        f"{specs[0].description} at n={length} (tried n={tried}){hint}") from exc

@@ -106,11 +106,12 @@ def _run(model, dtype, graph: ModelGraph, plan: ProbePlan, seeds: int) -> ProbeR
         if not all(_strictly_inside(result.support[a], expected[a]) for a in expected
                    if a in result.support) or expected == result.support:
             break
-        more = _probe_batch(model, dtype, graph, plan, seeds * 2, total)
+        batch = min(seeds * 2, plan.max_seeds - total)
+        more = _probe_batch(model, dtype, graph, plan, batch, total)
         for axis, (first, last) in more.support.items():
             old = result.support[axis]
             result.support[axis] = (min(first, old[0]), max(last, old[1]))
-        total += seeds * 2
+        total += batch
         result.seeds = total
     if not graph.input_spec.spatial and plan.order:
         order_probe(model, graph, plan, result, dtype)
@@ -226,9 +227,21 @@ def _probe_copy(module: nn.Module, count: int) -> tuple[nn.Module, torch.dtype]:
             parameter.requires_grad_(False)
             if parameter.is_floating_point() and parameter.numel() > 1 and \
                     not parameter.view(-1)[:64].any() and not parameter.any():
-                # a zero-initialised branch would hide its path from the gradient
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+                parameter.copy_(_reseeded(parameter, generator))
     return model.to(dtype), dtype
+
+
+def _reseeded(parameter: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A value for a zero-initialised parameter (the last norm of a residual block, a
+    zero-init output projection), whose zero would hide its path from the gradient: a
+    norm scale becomes ~1, a weight gets the scale of a default init (1/sqrt(fan-in)), so
+    the path is as strong as any other and its far taps stay above the support
+    threshold."""
+    noise = torch.randn(parameter.shape, generator=generator)
+    if parameter.dim() == 1:
+        return 1.0 + 0.1 * noise
+    fan_in = max(1, parameter[0].numel())
+    return noise / math.sqrt(fan_in)
 
 
 def _cast(args: tuple, dtype: torch.dtype) -> tuple:

@@ -6,7 +6,10 @@ Front-ends, tried in order, each failure recorded in ``ModelGraph.frontend_notes
 2. ``torch.fx.symbolic_trace`` with recurrent/attention modules as leaves;
 3. an eager forward recorded op by op (:mod:`archlint.trace.eager`).
 
-All of them run at the short ``trace_len``: the target length is never traced.
+The length is chosen per model (:mod:`archlint.trace.length`): the first length the
+model accepts (the load stage found it), doubled while some conv or pool window covers the
+whole axis it slides over, so a fixed window is never mistaken for global mixing. The
+target length itself is never traced unless it is that short.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from archlint.load import LoadedModel
 from archlint.load.state import preserved_state
 from archlint.trace.eager import eager_graph
 from archlint.trace.export import export_graph
+from archlint.trace.length import MAX_GROWTH, MAX_TRACE_LEN, MAX_TRACE_SIDE, covering_windows
 from archlint.trace.symbolic import symbolic_graph
 
 #: Default length the structure is traced at (see archlint.load.inputs.VALIDATION_LEN).
@@ -34,10 +38,37 @@ FRONTENDS: tuple[tuple[str, Callable[..., torch.fx.GraphModule]], ...] = (
 
 
 def trace_model(loaded: LoadedModel, trace_len: int = TRACE_LEN,
-                frontends: tuple[str, ...] | None = None) -> ModelGraph:
-    """Trace ``loaded.module`` at ``trace_len`` with the first front-end that works."""
+                frontends: tuple[str, ...] | None = None,
+                target_len: int | None = None) -> ModelGraph:
+    """Trace ``loaded.module`` at ``trace_len`` (at least the shortest length the model
+    accepts), doubled while a conv/pool window covers a whole axis, up to ``target_len``."""
     spec = loaded.input_spec
     length = max(trace_len, spec.min_len)
+    limit = MAX_TRACE_SIDE if spec.spatial else MAX_TRACE_LEN
+    if target_len is not None:
+        limit = min(limit, max(length, target_len))
+    graph = _trace_at(loaded, length, frontends)
+    for _ in range(MAX_GROWTH):
+        covering = covering_windows(graph.graph_module) if graph.frontend == "torch.export" \
+            else []
+        if not covering or length * 2 > limit:
+            break
+        try:
+            longer = _trace_at(loaded, length * 2, ("torch.export",))
+        except ArchlintError:
+            break
+        graph.frontend_notes.append(
+            f"traced again at n={length * 2}: at n={length} a window covers a whole axis "
+            f"({covering[0]})")
+        longer.frontend_notes = graph.frontend_notes
+        graph, length = longer, length * 2
+    return graph
+
+
+def _trace_at(loaded: LoadedModel, length: int, frontends: tuple[str, ...] | None
+              ) -> ModelGraph:
+    """Trace at exactly ``length`` with the first front-end that works."""
+    spec = loaded.input_spec
     notes: list[str] = []
     for name, frontend in FRONTENDS:
         if frontends is not None and name not in frontends:
