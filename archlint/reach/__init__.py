@@ -109,20 +109,39 @@ def _none():
 
 def _meant_causal(graph: ModelGraph, rows: list[LayerRow], settings: Settings
                   ) -> tuple[bool, str]:
-    """Is the model meant to be causal? The user says so, or it has causal mixers."""
+    """Is the model meant to be causal? Only real evidence counts: the user says so, a
+    causal attention mask, a causal conv whose kernel is wider than 1 (left-only padding;
+    a 1x1 conv is causal trivially and says nothing), a module that declares
+    ``causal = True`` / ``is_causal = True``."""
     if settings.causal is not None:
         return settings.causal, "--causal" if settings.causal else "--no-causal"
     for row in rows:
         band = row.detail.get("band")
         if row.kind == "attention" and band and band[1] <= 0 < -band[0]:
             return True, f"{row.name} is causal attention"
-        if row.kind in ("conv", "ssm", "scan") and row.reach_right == 0 < row.reach_left:
+        if row.kind == "conv" and row.reach_right == 0 < row.reach_left and _wide(row.layer):
+            return True, f"{row.name} is a causal conv (kernel > 1, padded on the left only)"
+        if row.kind == "ssm" and row.reach_right == 0 < row.reach_left:
             return True, f"{row.name} is a causal {row.kind}"
     for layer in graph.layers:
-        if layer.params.get("causal") is True and layer.kind in (LayerKind.ATTENTION,
-                                                                 LayerKind.CONV):
+        if layer.params.get("causal") is True and (
+                layer.kind is LayerKind.ATTENTION or
+                layer.kind is LayerKind.CONV and _wide(layer)):
             return True, f"{layer.name} is a causal {layer.kind.value}"
+    for path, module in graph.module.named_modules():
+        for flag in ("causal", "is_causal"):
+            if getattr(module, flag, None) is True:
+                return True, f"{path or type(module).__name__} declares {flag} = True"
     return False, ""
+
+
+def _wide(layer) -> bool:
+    """A conv layer with a kernel wider than 1 along some axis (unknown: not evidence)."""
+    if layer is None:
+        return False
+    kernel = layer.params.get("kernel_size")
+    kernels = kernel if isinstance(kernel, (tuple, list)) else (kernel,)
+    return any(isinstance(k, int) and k > 1 for k in kernels)
 
 
 def probe_length(report: ReachReport, settings: Settings) -> int:
@@ -164,6 +183,14 @@ def _probe(graph: ModelGraph, settings: Settings, report: ReachReport,
     report.expected_support = expected
     report.agreement = all(expected[a] == report.probe.support.get(a) for a in expected)
     report.trusted, report.trust_reason = _trust(report)
+    static = report.causality
+    if static is not None and not static.causal and report.probe.causal is True:
+        # the probe reads every output up to its position against every later input: a
+        # look-ahead of 1 or more would show; none did
+        report.causal_measured = True
+        report.notes.append(
+            "the static pass predicts a look-ahead the gradient probe does not find at "
+            f"length {length}: the measurement is trusted (causal)")
     for row in report.layers:
         found = report.probe.layers.get(row.name)
         if found is not None and row.node is not None:

@@ -75,22 +75,32 @@ class Causality:
 
 
 def causality(frame: FrameReach, trace_len: int) -> Causality | None:
-    """Causality of every output position at the trace length (None: no sequence axis)."""
+    """Causality of every output position, from the window in input positions (never
+    clipped at the trace length, so a look-ahead of 510 reads 510 whatever was traced)."""
     if frame.dim is None or frame.window is None:
         return None
-    length, jump = frame.length, frame.jump
-    tail = (trace_len - 1) - jump * (length - 1)      # end alignment offset
-    ahead_index = ahead_end = -INF
-    for index in range(length):
+    tail = (trace_len - 1) - frame.jump * (frame.length - 1)      # end alignment offset
+    if frame.reversed:
+        return _causality_by_position(frame, trace_len, tail)
+    hi = frame.window[1]
+    if frame.span is not None:
+        hi = max(hi, INF if frame.span.end_from_end else float(frame.span.end))
+    ahead_index = max(0.0, float(hi))
+    ahead_end = max(0.0, float(hi - tail)) if hi < INF else INF
+    return Causality(ahead_index <= 0, ahead_end <= 0, ahead_index, ahead_end,
+                     output_length(frame, trace_len))
+
+
+def _causality_by_position(frame: FrameReach, trace_len: int, tail) -> Causality:
+    """A reversed axis (flipped, not yet flipped back): each position's own support."""
+    ahead_index = ahead_end = 0.0
+    for index in range(frame.length):
         support = frame.support_at(index, trace_len)
-        if support is None:
-            continue
-        last = support[1]
-        ahead_index = max(ahead_index, last - float(jump * index))
-        ahead_end = max(ahead_end, last - float(jump * index + tail))
+        if support is not None:
+            ahead_index = max(ahead_index, support[1] - float(frame.jump * index))
+            ahead_end = max(ahead_end, support[1] - float(frame.jump * index + tail))
     if frame.window[1] == INF:
         ahead_index = ahead_end = INF
-    ahead_index, ahead_end = max(0.0, ahead_index), max(0.0, ahead_end)
     return Causality(ahead_index <= 0, ahead_end <= 0, ahead_index, ahead_end,
                      output_length(frame, trace_len))
 

@@ -192,6 +192,8 @@ def _layer_probe(output: torch.Tensor, probe: torch.Tensor, stride: float, size:
                           dtype=output.dtype)
     grad, = torch.autograd.grad((output * weights).select(dims[0], position).sum(), probe,
                                 retain_graph=True)
+    if not bool(torch.isfinite(grad).all()):
+        return None
     mass = _mass(grad, batch_dim, seq_dim)
     erf = effective_receptive_field(mass, int(round(stride * position)))
     return {"position": position, "support": _support(mass), **erf}
@@ -352,7 +354,11 @@ def _judge_causality(result, last, plan, position, length, out_length) -> None:
 
 
 def _mass(grad: torch.Tensor, batch_dim: int, seq_dim: int) -> torch.Tensor:
-    """(seeds, positions) gradient magnitude per input position."""
+    """(seeds, positions) gradient magnitude per input position; NaN/inf gradients are a
+    failed probe (they would read as an empty or a full support), never a measurement."""
+    if not bool(torch.isfinite(grad).all()):
+        raise FloatingPointError(f"the gradient is NaN or inf in {grad.dtype}: the probe "
+                                 "cannot check this model")
     moved = grad.abs().movedim((batch_dim, seq_dim), (0, 1))
     return moved.reshape(moved.shape[0], moved.shape[1], -1).sum(-1)
 

@@ -70,6 +70,8 @@ class ReachReport:
     agreement: bool | None = None
     trusted: str = "static"
     trust_reason: str = ""
+    #: the static pass predicted a look-ahead the probe, which could see it, did not find
+    causal_measured: bool = False
     unattributed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -79,7 +81,10 @@ class ReachReport:
 
     @property
     def causal(self) -> bool | None:
-        """The verdict archlint acts on: the probe's when it is the one trusted."""
+        """The verdict archlint acts on: the probe's when it is the one trusted, or when it
+        measured no look-ahead where the static pass predicted one."""
+        if self.causal_measured:
+            return True
         if self.trusted == "probe" and self.probe is not None and self.probe.causal is not None:
             return self.probe.causal
         return None if self.causality is None else self.causality.causal
@@ -213,6 +218,9 @@ class ReachReport:
         c = self.causality
         if c.causal:
             return "yes"
+        if self.causal is True:
+            return (f"yes (measured by the gradient probe at length {self.probe.probe_len}; "
+                    f"the static pass predicted t+{_fmt(max(c.ahead_by_index, c.ahead_by_end))})")
         parts = []
         if not c.by_index:
             parts.append(f"output t reads up to t+{_fmt(c.ahead_by_index)}")

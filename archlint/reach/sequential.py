@@ -98,19 +98,25 @@ def reduction(node: Node, ctx: TransferContext):
 @register_transfer(aten.cumsum, aten.cumprod, aten.logcumsumexp, aten.cummax, aten.cummin,
                    aten._cummax_helper)
 def scan(node: Node, ctx: TransferContext):
-    """A prefix scan: position t reads 0..t in one (parallel) step."""
+    """A prefix scan: position t reads 0..t in one (parallel) step. A scan over integers
+    or booleans (position ids counted from a padding mask) computes positions, not a
+    sequence-mixing step: it is not counted in S(n)."""
     reach = ctx.reach(node.args[0])
     rank = len(ctx.shape(node.args[0]))
     dim = norm_dim(node.args[1], rank)
+    value = node.args[0].meta.get("val")
+    positions = isinstance(value, torch.Tensor) and not value.is_floating_point() \
+        and not value.is_complex()
+    detail = {"positional": True} if positions else {}
     frames = {}
     for name, frame in reach.frames.items():
         if frame.dim == dim and frame.window is not None:
             lo, hi = frame.window
             if frame.reversed:
-                ctx.mix("scan", name, 0.0, INF)
+                ctx.mix("scan", name, 0.0, INF, **detail)
                 frames[name] = replace(frame, window=(lo, INF), right=frame.right.step(INF))
             else:
-                ctx.mix("scan", name, INF, 0.0)
+                ctx.mix("scan", name, INF, 0.0, **detail)
                 frames[name] = replace(frame, window=(-INF, hi), left=frame.left.step(INF))
         else:
             frames[name] = frame
@@ -241,10 +247,10 @@ def index(node: Node, ctx: TransferContext):
     """Indexing along the sequence with a constant index is a re-ordering of positions."""
     source = node.args[0]
     reach = ctx.reach(source)
-    if reach is None:
-        return conservative(node, ctx)
-    rank = len(ctx.shape(source))
     packet = node.target.overloadpacket
+    if reach is None:
+        return _lookup(node, ctx, packet)
+    rank = len(ctx.shape(source))
     if packet is aten.index:
         picks = [(d, i) for d, i in enumerate(node.args[1]) if i is not None]
         if len(picks) != 1:
@@ -256,6 +262,9 @@ def index(node: Node, ctx: TransferContext):
     if not frames_here:
         value = ctx.value(positions)
         if isinstance(value, torch.Tensor) and value.dim() == 1 and packet is not aten.gather:
+            return reach
+        if packet in (aten.gather, aten.take_along_dim) and _aligned_gather(
+                reach, positions, dim, ctx):
             return reach
         return conservative(node, ctx)
     value = ctx.value(positions)
@@ -270,6 +279,51 @@ def index(node: Node, ctx: TransferContext):
         lo, hi = _fit(supports, frame.jump, ctx.trace_len)
         frames[name] = replace(frame, window=(lo, hi), length=len(supports))
     return reach.with_frames(frames, positional=True)
+
+
+def _aligned_gather(reach: TensorReach, positions: Node, dim: int, ctx) -> bool:
+    """``gather`` along a dim no frame runs on, with a constant index as large as the
+    source on every frame dim (DeBERTa's relative-position scores): each output element
+    reads the source at its own positions."""
+    if ctx.reach(positions) is not None or not isinstance(positions, Node):
+        return False
+    index, source = ctx.shape(positions), ctx.shape(ctx.node.args[0])
+    if index is None or source is None or len(index) != len(source):
+        return False
+    dims = [d for f in reach.frames.values()
+            for d in (f.dim, f.key.dim if f.key else None) if d is not None]
+    return all(d != dim and index[d] == source[d] for d in dims)
+
+
+def _lookup(node: Node, ctx: TransferContext, packet) -> TensorReach | None:
+    """A constant table read at input-dependent indices (RoBERTa's token-type buffer
+    gathered at the position ids): each output element reads its own index, like an
+    embedding."""
+    if packet in (aten.gather, aten.take_along_dim):
+        indices = node.args[2]
+    elif packet is aten.index:
+        found = [i for i in node.args[1] if i is not None]
+        indices = found[0] if len(found) == 1 else None
+    else:
+        indices = node.args[2]
+    reach = ctx.reach(indices) if isinstance(indices, Node) else None
+    if reach is None or ctx.shape(indices) != ctx.out_shape()[:len(ctx.shape(indices))]:
+        return conservative(node, ctx)
+    return reach
+
+
+@register_transfer(aten.glu)
+def glu(node: Node, ctx: TransferContext):
+    """``glu(x, dim)``: halves of ``x`` along ``dim`` multiplied elementwise; along a
+    channel dim it acts per position (the conformer's pointwise conv), along the sequence
+    it pairs positions n/2 apart."""
+    reach = ctx.reach(node.args[0])
+    rank = len(ctx.shape(node.args[0]))
+    dim = norm_dim(arg(node, 1, "dim", -1), rank)
+    if any(f.dim == dim or (f.key is not None and f.key.dim == dim)
+           for f in reach.frames.values()):
+        return conservative(node, ctx)
+    return reach
 
 
 @register_transfer(aten.zeros_like, aten.ones_like, aten.empty_like, aten.full_like,

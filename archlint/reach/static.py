@@ -154,7 +154,8 @@ def _visit(node: Node, ctx: TransferContext, result: GraphReach) -> Any:
 
 
 def _count_steps(out: Any, ctx: TransferContext) -> Any:
-    counted = [m for m in ctx.mixes if not m.detail.get("loop")]
+    counted = [m for m in ctx.mixes if not m.detail.get("loop")
+               and not m.detail.get("positional")]
     per_n = max((m.per_n for m in counted), default=0)
     steps = 1 if counted and per_n == 0 else 0
     loop = 1 if ctx.loop_step else 0
