@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from archlint import cost, reach
+from archlint import cost, parallel, reach
 from archlint.classify import classify
 from archlint.findings import Finding
 from archlint.load import LoadedModel, load_module, load_target
@@ -61,5 +61,6 @@ def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
     # analyses: each adds its section to the report
     report.reach = reach.analyze(graph, settings)
     report.cost = cost.analyze(graph, settings)
+    report.parallel = parallel.analyze(graph, settings, report.cost)
     report.findings = run_rules(report, settings)
     return report
