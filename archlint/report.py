@@ -50,6 +50,7 @@ class Report:
     cost: Section | None = None
     profile: Section | None = None
     parallel: Section | None = None       # per-device figures under --parallel
+    baseline: Section | None = None           # the diff against --baseline (archlint.baseline)
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -72,5 +73,6 @@ class Report:
             "cost": None if self.cost is None else self.cost.to_dict(),
             "profile": None if self.profile is None else self.profile.to_dict(),
             "parallel": None if self.parallel is None else self.parallel.to_dict(),
+            "baseline": None if self.baseline is None else self.baseline.to_dict(),
             "findings": [finding.to_dict() for finding in self.findings],
         }

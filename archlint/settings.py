@@ -46,6 +46,8 @@ class Settings:
     checkpoint: str = "none"              # activation checkpointing per block
     zero: int | None = None               # ZeRO stage of the data-parallel sharding
     offload: bool = False                 # sharded state in host memory (CPU offload)
+    baseline: str | None = None           # baseline file to compare with (archlint.baseline)
+    baseline_tolerance: float = 0.02      # relative rise of peak/FLOPs that is a regression
 
     @property
     def target_len(self) -> int:
@@ -103,6 +105,22 @@ def _positive_float(value: Any) -> float:
     return number
 
 
+def _path(value: Any) -> str | None:
+    """A file path; the empty string turns a configured one off."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a file path")
+    return value.strip() or None
+
+
+def _fraction(value: Any) -> float:
+    """A tolerance: 0.02 or ``2%``, at least 0 and below 10 (1000%)."""
+    text = str(value).strip()
+    number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    if not 0 <= number < 10:
+        raise ValueError(f"{value!r} must be a fraction such as 0.02 or 2%")
+    return number
+
+
 _DURATION = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -142,6 +160,8 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         "warn_unused_noqa": _flag,
         "rule_options": dict,
         **_parallel_parsers(),
+        "baseline": _path,
+        "baseline_tolerance": _fraction,
     }
     changes: dict[str, Any] = {}
     for key, value in raw.items():
