@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from archlint.findings import Finding
@@ -59,7 +60,9 @@ class ModelCannotRunAtLength(Rule):
             message,
             fix=(f"raise the limit the error names to at least {first.seq_len}, or keep "
                  "the sequences below it"),
-            location=report.graph.locations.get(""))
+            location=report.graph.locations.get(""),
+            limits=tuple(int(number) for number in re.findall(r"\b\d+\b", first.words)
+                         if int(number) != first.seq_len))
 
 
 def _longest_that_ran(report, seq_len: int) -> str:
