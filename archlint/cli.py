@@ -66,6 +66,11 @@ def main() -> None:
               help="Skip the gradient probes.")
 @click.option("--warn-unused-noqa", "warn_unused_noqa", flag_value=True, default=None,
               help="Report `# archlint: noqa` comments that suppress nothing (AL001).")
+@click.option("--baseline", help="Compare with this baseline file (AL501-AL503 regressions).")
+@click.option("--baseline-tolerance", "baseline_tolerance",
+              help="Rise of peak memory or FLOPs that is a regression (0.02 or 2%).")
+@click.option("--write-baseline", "write_baseline", type=click.Path(dir_okay=False),
+              help="Write this run's baseline (peak, FLOPs, R, L, S, findings) to FILE.")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(FORMATS), help="Output format.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
@@ -77,24 +82,36 @@ def main() -> None:
 @click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
-          config_path: str | None, isolated: bool, debug: bool, **options: Any) -> None:
+          config_path: str | None, isolated: bool, debug: bool, write_baseline: str | None,
+          **options: Any) -> None:
     """Analyze model files (model.py, model.py:NAME, package.module:attr).
 
     Without TARGETS, checks the `models` listed in [tool.archlint].
     """
     _guarded(_check, debug, targets, output_format, color, output, config_path, isolated,
-             options)
+             options, write_baseline)
 
 
 def _check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
-           config_path: str | None, isolated: bool, options: dict[str, Any]) -> int:
+           config_path: str | None, isolated: bool, options: dict[str, Any],
+           write_baseline: str | None = None) -> int:
     from archlint.format import FormatOptions, render
     from archlint.session import CheckSession
 
     overrides = {key: value for key, value in options.items() if value is not None}
+    if write_baseline is not None and "baseline" not in overrides:
+        overrides["baseline"] = ""                  # writing accepts this run: no comparison
+    if overrides.get("baseline"):
+        from archlint.baseline import load_baseline
+
+        load_baseline(overrides["baseline"])          # a bad file fails before the analysis
     session = CheckSession(overrides=overrides, config_path=config_path, isolated=isolated)
     chosen = list(targets) or _configured_targets(session)
     reports = session.check(chosen)
+    if write_baseline is not None:
+        from archlint.baseline import write_baseline as write
+
+        write(write_baseline, reports)
     use_color = output is None and output_format == "text" and _color(color)
     text = render(reports, output_format, FormatOptions(color=use_color))
     if output is None:
@@ -106,8 +123,18 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
         except OSError as exc:
             raise ArchlintError(f"{output}: cannot write the report ({exc.strerror}); "
                                 "pass a writable --output path") from exc
-    failing = [f for r in reports for f in r.findings if f.at_least(r.settings.fail_on)]
+    failing = [f for r in reports for f in _gating(r) if f.at_least(r.settings.fail_on)]
     return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def _gating(report) -> list:
+    """The findings that decide the exit code: against a baseline that has the model,
+    only its regressions (AL501-AL503); the accepted findings are still shown."""
+    from archlint.baseline import RULE_CODES
+
+    if report.baseline is not None and report.baseline.found:
+        return [f for f in report.findings if f.code in RULE_CODES]
+    return report.findings
 
 
 def _configured_targets(session) -> list[str]:

@@ -56,6 +56,7 @@ SETTING_KEYS = {
     "latency": "latency_ms", "max_serial_steps": "max_serial_steps", "causal": "causal",
     "probe_len": "probe_len", "dynamic": "dynamic", "select": "select", "ignore": "ignore",
     "fail_on": "fail_on", "warn_unused_noqa": "warn_unused_noqa",
+    "baseline": "baseline", "baseline_tolerance": "baseline_tolerance",
 }
 PROJECT_KEYS = frozenset(SETTING_KEYS) | {"models", "rules", "model"}
 ENTRY_KEYS = frozenset(SETTING_KEYS) | {"path", "rules"}
@@ -180,6 +181,8 @@ def _parse(path: Path, table: dict[str, Any]) -> ProjectConfig:
     label = _display(path)
     _check_keys(table, PROJECT_KEYS, label, "[tool.archlint]")
     values = _setting_values(table, label, "[tool.archlint]")
+    if "baseline" in values:                    # a path relative to this pyproject.toml
+        values["baseline"] = _display(path.parent / values["baseline"])
     models = table.get("models", [])
     if isinstance(models, str):
         models = [models]

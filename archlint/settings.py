@@ -42,6 +42,8 @@ class Settings:
     rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dynamic: bool = True                  # run the gradient probes
     warn_unused_noqa: bool = False        # report ``# archlint: noqa`` that suppress nothing
+    baseline: str | None = None           # baseline file to compare with (archlint.baseline)
+    baseline_tolerance: float = 0.02      # relative rise of peak/FLOPs that is a regression
 
     @property
     def target_len(self) -> int:
@@ -99,6 +101,22 @@ def _positive_float(value: Any) -> float:
     return number
 
 
+def _path(value: Any) -> str | None:
+    """A file path; the empty string turns a configured one off."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a file path")
+    return value.strip() or None
+
+
+def _fraction(value: Any) -> float:
+    """A tolerance: 0.02 or ``2%``, at least 0 and below 10 (1000%)."""
+    text = str(value).strip()
+    number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    if not 0 <= number < 10:
+        raise ValueError(f"{value!r} must be a fraction such as 0.02 or 2%")
+    return number
+
+
 _DURATION = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -137,6 +155,8 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         "dynamic": _flag,
         "warn_unused_noqa": _flag,
         "rule_options": dict,
+        "baseline": _path,
+        "baseline_tolerance": _fraction,
     }
     changes: dict[str, Any] = {}
     for key, value in raw.items():
