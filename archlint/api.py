@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from archlint import cost, reach
+from archlint import cost, parallel, reach
 from archlint.classify import classify
 from archlint.findings import Finding
 from archlint.load import LoadedModel, load_module, load_target
@@ -62,6 +62,7 @@ def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
     # analyses: each adds its section to the report
     report.reach = reach.analyze(graph, settings)
     report.cost = cost.analyze(graph, settings)
+    report.parallel = parallel.analyze(graph, settings, report.cost)
     report.findings = run_rules(report, settings)
     if settings.baseline is not None:
         compare_with_baseline(report, settings.baseline)

@@ -66,6 +66,11 @@ def main() -> None:
               help="Skip the gradient probes.")
 @click.option("--warn-unused-noqa", "warn_unused_noqa", flag_value=True, default=None,
               help="Report `# archlint: noqa` comments that suppress nothing (AL001).")
+@click.option("--parallel", help="Layout per device: fsdp=8 or dp=4,fsdp=8,tp=2,cp=2.")
+@click.option("--checkpoint", help="Activation checkpointing per block: none | full | selective.")
+@click.option("--zero", help="ZeRO stage of the data-parallel sharding: 1 | 2 | 3.")
+@click.option("--offload", "offload", flag_value=True, default=None,
+              help="Keep sharded parameters, gradients and optimizer state on the host.")
 @click.option("--baseline", help="Compare with this baseline file (AL501-AL503 regressions).")
 @click.option("--baseline-tolerance", "baseline_tolerance",
               help="Rise of peak memory or FLOPs that is a regression (0.02 or 2%).")
@@ -108,6 +113,7 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
     session = CheckSession(overrides=overrides, config_path=config_path, isolated=isolated)
     chosen = list(targets) or _configured_targets(session)
     reports = session.check(chosen)
+    _refuse_undividable_layouts(reports)
     if write_baseline is not None:
         from archlint.baseline import write_baseline as write
 
@@ -127,6 +133,13 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
     return EXIT_FINDINGS if failing else EXIT_CLEAN
 
 
+def _refuse_undividable_layouts(reports: list) -> None:
+    """A ``--parallel`` layout the model cannot take is a usage error (AL208), exit 2."""
+    for report in reports:
+        for finding in report.findings:
+            if finding.code == "AL208":
+                where = f"{finding.location}: " if finding.location else ""
+                raise ArchlintError(f"{where}AL208 {finding.message}; {finding.fix}")
 def _gating(report) -> list:
     """The findings that decide the exit code: against a baseline that has the model,
     only its regressions (AL501-AL503); the accepted findings are still shown."""

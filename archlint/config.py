@@ -56,6 +56,7 @@ SETTING_KEYS = {
     "latency": "latency_ms", "max_serial_steps": "max_serial_steps", "causal": "causal",
     "probe_len": "probe_len", "dynamic": "dynamic", "select": "select", "ignore": "ignore",
     "fail_on": "fail_on", "warn_unused_noqa": "warn_unused_noqa",
+    "parallel": "parallel", "checkpoint": "checkpoint", "zero": "zero", "offload": "offload",
     "baseline": "baseline", "baseline_tolerance": "baseline_tolerance",
 }
 PROJECT_KEYS = frozenset(SETTING_KEYS) | {"models", "rules", "model"}

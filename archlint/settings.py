@@ -42,6 +42,10 @@ class Settings:
     rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dynamic: bool = True                  # run the gradient probes
     warn_unused_noqa: bool = False        # report ``# archlint: noqa`` that suppress nothing
+    parallel: str | None = None           # layout, canonical "dp=4,fsdp=8,tp=2,cp=2"
+    checkpoint: str = "none"              # activation checkpointing per block
+    zero: int | None = None               # ZeRO stage of the data-parallel sharding
+    offload: bool = False                 # sharded state in host memory (CPU offload)
     baseline: str | None = None           # baseline file to compare with (archlint.baseline)
     baseline_tolerance: float = 0.02      # relative rise of peak/FLOPs that is a regression
 
@@ -155,6 +159,7 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         "dynamic": _flag,
         "warn_unused_noqa": _flag,
         "rule_options": dict,
+        **_parallel_parsers(),
         "baseline": _path,
         "baseline_tolerance": _fraction,
     }
@@ -174,6 +179,14 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         except (TypeError, ValueError) as exc:
             raise ArchlintError(f"setting {key}: {exc}") from exc
     return (base or Settings()).with_(**changes)
+
+
+def _parallel_parsers() -> dict[str, Any]:
+    """Parsers of the layout settings (``archlint.parallel.layout`` owns their syntax)."""
+    from archlint.parallel.layout import CHECKPOINTS, parse_degrees, parse_zero
+
+    return {"parallel": parse_degrees, "checkpoint": _choice(CHECKPOINTS),
+            "zero": parse_zero, "offload": _flag}
 
 
 def _memory(value: Any) -> dict[str, Any]:
