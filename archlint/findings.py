@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from archlint.graph import SourceLocation
@@ -20,6 +20,12 @@ class Finding:
     fix: str
     location: SourceLocation | None = None
     layer: str | None = None        # module path of the flagged layer
+    #: other lines behind the finding: the library line that built a layer when
+    #: ``location`` is the user's line that built the model
+    related: tuple[SourceLocation, ...] = ()
+    #: the numbers that set the flagged limit (a table size): the user's config argument
+    #: with that value is where a finding inside a library points (see load.source)
+    limits: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def sort_key(self) -> tuple:
         loc = self.location or SourceLocation("", 0)
@@ -38,4 +44,5 @@ class Finding:
             "location": None if self.location is None else
             {"file": self.location.file, "line": self.location.line},
             "layer": self.layer,
+            "related": [{"file": loc.file, "line": loc.line} for loc in self.related],
         }

@@ -102,6 +102,8 @@ class ModelGraph:
     frontend: str                                    # "torch.export" | "symbolic_trace" | "hooks"
     frontend_notes: list[str] = field(default_factory=list)   # why earlier front-ends failed
     locations: dict[str, SourceLocation] = field(default_factory=dict)  # module path -> source
+    #: module path -> the user's line that built it, where ``locations`` is in a package
+    user_sites: dict[str, SourceLocation] = field(default_factory=dict)
     module_calls: list[str] = field(default_factory=list)     # leaf module paths in call order
     layers: list[Layer] = field(default_factory=list)
     unattributed: list[str] = field(default_factory=list)     # op names no handler knows

@@ -224,3 +224,35 @@ def test_parallel_json_keys_are_documented():
         | set(section["lengths"][0]["memory"]) | set(section["lengths"][0]["communication"]) \
         | set(section["fits_up_to"]) | set(section["tensor_parallel"])
     assert sorted(keys - documented) == []
+
+
+def test_tp2_halves_the_attention_and_mlp_weights_of_the_124m_decoder():
+    """Megatron's split by hand: colwise Linears (qkv, mlp.fc) keep half their weight
+    and bias, rowwise ones (attn.proj, mlp.proj) half their weight and all of their
+    bias; embeddings and LayerNorms are replicated. Per device: 4 bytes per kept
+    parameter (fsdp=1: nothing else shards them)."""
+    graph = traced(GPT)
+    halved = 0
+    for block in graph.module.blocks:
+        for linear in (block.attn.qkv, block.mlp.fc):
+            halved += linear.weight.numel() + linear.bias.numel()
+        for linear in (block.attn.proj, block.mlp.proj):
+            halved += linear.weight.numel()
+    one = _step(GPT, Layout(), 1024)
+    two = _step(GPT, Layout(tp=2), 1024)
+    assert one.method == two.method == "simulated"
+    assert one.state["parameters"] == 4 * P_124M
+    assert two.state["parameters"] == 4 * (P_124M - halved // 2)
+    assert two.collectives["all_reduce"] > 0          # rowwise outputs are all-reduced
+
+
+def test_cp2_halves_the_activations_per_device():
+    """Context parallel 2: each rank holds n/2 positions; every activation the fused
+    decoder saves for backward (per layer: the LayerNorm, qkv, attention output and
+    MLP tensors of b·n·width each; the logits b·n·V) is proportional to n, so a
+    device's saved activations halve against one device."""
+    one = _step(GPT, Layout(), 2048)
+    two = _step(GPT, Layout(cp=2), 2048)
+    assert one.saved["activations"] > 0
+    assert two.saved["activations"] == pytest.approx(one.saved["activations"] / 2, rel=0.01)
+    assert _state(two) == _state(one)                # cp does not shard the weights

@@ -20,14 +20,14 @@ import torch
 from torch.fx import Node
 
 from archlint.classify import modules as _modules  # noqa: F401 - registers handlers
+from archlint.classify.biases import mark_position_biases
 from archlint.classify.ops import fused_attention  # noqa: F401 - registers handlers
+from archlint.classify.positions import position_tables, refine_embedding
 from archlint.classify.refine import (
     cell_calls,
     position_loops,
-    positional_buffers,
     refine_attention_module,
     refine_convolution,
-    refine_embedding,
 )
 from archlint.classify.registry import module_handler, op_handler, op_name
 from archlint.classify.view import PASS_THROUGH, GraphView
@@ -63,7 +63,8 @@ STRUCTURAL = PASS_THROUGH | {
     # mask bookkeeping and inverse transforms (the forward FFT is the layer)
     "aten._local_scalar_dense", "aten.all", "aten.any", "aten.__and__", "aten.__or__",
     "aten.__invert__", "aten.logical_and", "aten.logical_or", "aten.logical_not",
-    "aten.fft_irfft", "aten._fft_c2r", "aten.fft_ifft",
+    "aten.fft_irfft", "aten._fft_c2r", "aten.fft_ifft", "aten.fft_irfftn", "aten.fft_ifftn",
+    "aten.real", "aten.imag", "aten.view_as_real", "aten.view_as_complex",
 }
 
 
@@ -134,6 +135,10 @@ def _op_layers(graph: ModelGraph, view: GraphView) -> list[Layer]:
         found = handler(node, view) if handler is not None else None
         if found is None:
             continue
+        if found.kind.mixes_positions and not view.depends_on_input(node):
+            continue                 # e.g. OPT's cumsum of a mask of ones: no data mixed
+        if not view.reaches_output(node):
+            continue                 # computed, then ignored
         module = view.module_path(node)
         companion = _same_module_attention(layers, module, found)
         if companion is not None:        # e.g. the normalizer cumsum of linear attention
@@ -193,6 +198,7 @@ def _refine(graph: ModelGraph, view: GraphView) -> None:
             refine_embedding(layer, view)
     _mark_loops(graph, view)
     _mark_positional_tables(graph, view)
+    mark_position_biases(graph, view, _op_location)
 
 
 def _mark_loops(graph: ModelGraph, view: GraphView) -> None:
@@ -226,16 +232,18 @@ def _mark_loops(graph: ModelGraph, view: GraphView) -> None:
 
 
 def _mark_positional_tables(graph: ModelGraph, view: GraphView) -> None:
-    for table, rows, sliced in positional_buffers(view):
-        name = table.meta.get("archlint.param") or table.target
-        name = name[6:] if name.startswith("model.") else name
-        if any(layer.name == name for layer in graph.layers):
+    for table in position_tables(view):
+        if any(layer.name == table.name for layer in graph.layers):
             continue
-        module = name.rpartition(".")[0]
         # a buffer belongs to its module (where max_len is chosen); the root's is sliced
-        location = (graph.locations.get(module) if module else None) or sliced.meta.get(META_SITE)
-        graph.layers.append(Layer(name, LayerKind.POSITIONAL, "positional table",
-                                  {"table": "buffer", "max_len": rows}, location, [sliced.name]))
+        location = (graph.locations.get(table.module) if table.module else None) \
+            or table.access.meta.get(META_SITE)
+        params = {"table": table.table, "max_len": table.max_len}
+        if table.offset:
+            params.update(rows=table.rows, offset=table.offset)
+        graph.layers.append(Layer(table.name, LayerKind.POSITIONAL, "positional table",
+                                  params, location, [table.access.name]))
+        table.access.meta[META_LAYER] = table.name
 
 
 def _unattributed(view: GraphView) -> list[str]:

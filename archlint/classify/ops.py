@@ -12,7 +12,7 @@ from torch.fx import Node
 
 from archlint.classify.masks import keep_matrix, mask_params
 from archlint.classify.registry import Classification, op_name, register_op
-from archlint.classify.view import ELEMENTWISE_SCALE, GraphView
+from archlint.classify.view import ELEMENTWISE_SCALE, PASS_THROUGH, GraphView
 from archlint.kinds import LayerKind
 
 aten = torch.ops.aten
@@ -110,12 +110,22 @@ def _masked_keep(node, view: GraphView):
 
 @register_op(aten.cumsum, aten.cumprod, aten.logcumsumexp, aten._cummax_helper)
 def scan(node: Node, view: GraphView) -> Classification | None:
+    """A prefix scan along the sequence axis: linear attention's running state when it
+    sums outer products, else a state-space scan. A scan within chunks of the sequence
+    (Mamba2's SSD: the padded sequence reshaped to ``(ceil(n/L), L)``, scanned along L)
+    is a chunked scan."""
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
     shape = view.shape(node) or ()
-    if dim is None or not shape or shape[dim] != view.n:
+    if dim is None or not shape:
         return None
     if not node.meta["val"].is_floating_point():
         return None                      # counting positions or mask entries, not a scan
+    if shape[dim] != view.n:
+        chunk = shape[dim]
+        if 1 < chunk < view.n and -(-view.n // chunk) in shape:
+            return Classification(LayerKind.SSM, {"scan": op_name(node.target).split(".")[-1],
+                                                  "chunk": chunk, "causal": True})
+        return None
     if _outer_product_upstream(node.args[0], view):
         dim = dim % len(shape)
         return Classification(LayerKind.ATTENTION, {
@@ -149,11 +159,21 @@ def sequence_contraction(node: Node, view: GraphView) -> Classification | None:
         return None
     if any(_feeds_softmax(user) for user in node.users):
         return None
+    if any(_normalized_by_softmax(operand, view) for operand in operands):
+        return None          # weights @ values of a softmax attention (Funnel's pooled
+                             # queries leave no axis of length n in the output)
     return Classification(LayerKind.ATTENTION, {"causal": False, "implementation": "linear"})
 
 
 def _feeds_softmax(node: Node) -> bool:
     return node.op == "call_function" and "softmax" in op_name(node.target)
+
+
+def _normalized_by_softmax(node: Node, view: GraphView) -> bool:
+    """Attention weights: a softmax output, reshaped, cast or dropped out."""
+    through = PASS_THROUGH | {"aten.dropout", "aten.native_dropout", "aten.mul", "aten.div"}
+    return any(p.op == "call_function" and "softmax" in op_name(p.target)
+               for p in view.producers(node, through=through))
 
 
 @register_op(aten.mean, aten.sum, aten.amax, aten.amin, aten.max, aten.min, aten.logsumexp,
@@ -202,18 +222,54 @@ def functional_convolution(node: Node, view: GraphView) -> Classification:
                                            "dilation": dilation, "padding": padding})
 
 
-@register_op(aten._fft_r2c, aten.fft_rfft, aten.fft_fft, aten._fft_c2c)
+_INVERSE_FFT = ("aten.fft_irfft", "aten.fft_ifft", "aten._fft_c2r", "aten.fft_irfftn",
+                "aten.fft_ifftn", "aten.fft_irfft2", "aten.fft_ifft2")
+#: how far below a forward FFT its inverse may be (spectrum products, reshapes, casts)
+_INVERSE_DEPTH = 8
+
+
+@register_op(aten._fft_r2c, aten.fft_rfft, aten.fft_fft, aten._fft_c2c, aten.fft_fftn,
+             aten.fft_rfftn, aten.fft_fft2, aten.fft_rfft2)
 def fourier(node: Node, view: GraphView) -> Classification | None:
-    """An FFT along the sequence axis is a long (global) convolution."""
-    if op_name(node.target) in ("aten.fft_rfft", "aten.fft_fft"):   # (x, n, dim, norm)
+    """An FFT along the sequence axis. Followed by an inverse FFT it is a long
+    convolution (spectrum x kernel spectrum, as in H3/Hyena); alone (FNet takes the real
+    part of ``fftn`` over sequence and hidden axes) it is Fourier mixing: every output
+    position is a fixed combination of all input positions."""
+    name = op_name(node.target)
+    if name in ("aten.fft_rfft", "aten.fft_fft"):                      # (x, n, dim, norm)
         dims = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else -1)
+    elif name in ("aten.fft_fftn", "aten.fft_rfftn", "aten.fft_fft2", "aten.fft_rfft2"):
+        default = (-2, -1) if name.endswith("2") else None           # (x, s, dim, norm)
+        dims = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else default)
     else:                                                              # (x, dim, ...)
         dims = node.args[1]
     shape = view.shape(node.args[0]) or ()
+    if dims is None:
+        dims = list(range(len(shape)))
     dims = dims if isinstance(dims, (list, tuple)) else [dims]
     if not shape or not any(shape[d] == view.n for d in dims):
         return None
-    return Classification(LayerKind.SSM, {"long_convolution": True, "via": "fft"})
+    if _inverted(node):
+        return Classification(LayerKind.SSM, {"long_convolution": True, "via": "fft"})
+    return Classification(LayerKind.GLOBAL_MIX, {"op": name.split(".")[-1],
+                                                 "mixing": "fourier", "causal": False})
+
+
+def _inverted(node: Node) -> bool:
+    """Whether an inverse FFT follows ``node`` within a few ops."""
+    frontier, seen = [node], set()
+    for _ in range(_INVERSE_DEPTH):
+        following = []
+        for current in frontier:
+            for user in current.users:
+                if user in seen or user.op != "call_function":
+                    continue
+                seen.add(user)
+                if op_name(user.target) in _INVERSE_FFT:
+                    return True
+                following.append(user)
+        frontier = following
+    return False
 
 
 @register_op(aten.cos, aten.sin)

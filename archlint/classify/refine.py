@@ -3,8 +3,6 @@
 - convolution padding as applied: ``F.pad`` before the conv and a chomp (right trim)
   after it decide whether a conv is causal and whether it changes the length;
 - attention masks passed to ``nn.MultiheadAttention`` (causal, sliding window);
-- an ``nn.Embedding`` indexed by ``arange`` positions is a learned positional table;
-- a positional buffer sliced to the sequence length (sinusoidal tables);
 - a cell module called once per time step is a hand-written recurrence loop.
 """
 
@@ -12,14 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-import torch
 from torch.fx import Node
 
 from archlint.classify.ops import fused_attention, softmax
 from archlint.classify.registry import op_name
-from archlint.classify.view import PASS_THROUGH, GraphView
+from archlint.classify.view import GraphView
 from archlint.graph import META_LAYER, Layer
-from archlint.kinds import LayerKind
 
 _PAD_OPS = {"aten.constant_pad_nd", "aten.pad", "aten.reflection_pad1d",
             "aten.replication_pad1d", "aten.zero_pad1d"}
@@ -85,60 +81,6 @@ def refine_attention_module(layer: Layer, view: GraphView) -> None:
                 if key in found.params:
                     layer.params[key] = found.params[key]
             return
-
-
-def refine_embedding(layer: Layer, view: GraphView) -> None:
-    """An embedding looked up with position indices is a learned positional table."""
-    for node in layer_nodes(view, layer):
-        if node.op == "call_module":
-            indices = node.args[0] if node.args else None
-        elif op_name(node.target) == "aten.embedding":
-            indices = node.args[1]
-        else:
-            continue
-        if _is_positions(indices, view):
-            layer.kind = LayerKind.POSITIONAL
-            layer.params = {"table": "learned", "max_len": layer.params["num_embeddings"],
-                            "embedding_dim": layer.params["embedding_dim"]}
-            return
-
-
-def _is_positions(indices, view: GraphView) -> bool:
-    """Indices made by ``arange``, a buffer equal to ``arange``, or a running count
-    (``cumsum`` of the non-padding mask, as RoBERTa/Longformer number positions)."""
-    through = PASS_THROUGH | {"aten.add", "aten.mul", "aten.type_as"}
-    for producer in view.producers(indices, through=through):
-        if producer.op == "call_function" and op_name(producer.target) in (
-                "aten.arange", "aten.cumsum"):
-            return True
-        if producer.op == "get_attr":
-            value = view.attr_value(producer)
-            if (isinstance(value, torch.Tensor) and value.dim() >= 1
-                    and not value.is_floating_point()):
-                row = value.reshape(-1, value.shape[-1])[0]
-                if torch.equal(row, torch.arange(row.numel(), dtype=row.dtype)):
-                    return True
-    return False
-
-
-def positional_buffers(view: GraphView) -> list[tuple[Node, int, Node]]:
-    """Floating tables (buffers or parameters) sliced to the current sequence length:
-    ``self.pe[:, : x.size(1)]``. Returns (table node, rows, slice node)."""
-    found = []
-    for node in view.nodes():
-        if node.op != "call_function" or op_name(node.target) != "aten.slice":
-            continue
-        table = node.args[0]
-        if not (isinstance(table, Node) and table.op == "get_attr"):
-            continue
-        value = view.attr_value(table)
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            continue
-        dim = node.args[1] if len(node.args) > 1 else 0
-        out = view.shape(node) or ()
-        if out and out[dim] == view.n and value.shape[dim] > view.n:
-            found.append((table, value.shape[dim], node))
-    return found
 
 
 def cell_calls(view: GraphView) -> Counter:

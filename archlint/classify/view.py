@@ -44,6 +44,9 @@ class GraphView:
         self.gm = graph.graph_module
         self.n = graph.trace_len
         self._values: dict[Node, Any] | None = None
+        self._unpadded: list[dict[Node, Any]] | None = None
+        self._input_dependent: dict[Node, bool] = {}
+        self._live: set[Node] | None = None
 
     def nodes(self) -> Iterator[Node]:
         return iter(self.gm.graph.nodes)
@@ -91,12 +94,63 @@ class GraphView:
     def value(self, node: Node) -> Any:
         """The concrete value of ``node`` for the example input at ``trace_len``."""
         if self._values is None:
-            self._values = _evaluate(self.graph)
+            self._values = _evaluate(self.graph, self.graph.input_spec.make(self.n, 1))
         return self._values.get(node)
 
+    def peak(self, node: Node) -> float | None:
+        """The largest entry ``node`` takes for the example input and, for token ids,
+        for two inputs that repeat one token each: a padding token can be at most one
+        of them, so the maximum is that of an input without padding."""
+        if self._unpadded is None:
+            self._unpadded = [_evaluate(self.graph, args) for args in self._repeated_tokens()]
+        values = [self.value(node)] + [found.get(node) for found in self._unpadded]
+        peaks = [float(v.max()) for v in values
+                 if isinstance(v, torch.Tensor) and v.numel() and not v.is_complex()]
+        return max(peaks, default=None)
 
-def _evaluate(graph: ModelGraph) -> dict[Node, Any]:
-    """Run the graph once on real tensors at trace_len and keep every node's value."""
+    def _repeated_tokens(self) -> list[tuple[Any, ...]]:
+        if self.graph.input_spec.kind != "tokens":
+            return []
+        args = self.graph.input_spec.make(self.n, 1)
+        ids = args[0]
+        choices = sorted({int(ids.min()), int(ids.max())})
+        return [(torch.full_like(ids, token), *args[1:]) for token in choices]
+
+    def reaches_output(self, node: Node) -> bool:
+        """Whether the model's output depends on ``node`` (a value computed and then
+        ignored, like Falcon's rotary tables when it uses ALiBi, does not)."""
+        if self._live is None:
+            outputs = [n for n in self.gm.graph.nodes if n.op == "output"]
+            self._live, stack = set(), list(outputs)
+            while stack:
+                current = stack.pop()
+                if current not in self._live:
+                    self._live.add(current)
+                    stack.extend(current.all_input_nodes)
+        return node in self._live
+
+    def depends_on_input(self, node: Any) -> bool:
+        """Whether ``node`` is computed from the model's input (a placeholder), rather
+        than from weights, buffers and constants alone."""
+        if not isinstance(node, Node):
+            return False
+        stack = [node]
+        while stack:                       # iterative: graphs are deeper than the stack
+            current = stack.pop()
+            if current in self._input_dependent:
+                continue
+            pending = [a for a in current.all_input_nodes if a not in self._input_dependent]
+            if pending:
+                stack.append(current)
+                stack.extend(pending)
+                continue
+            self._input_dependent[current] = current.op == "placeholder" or any(
+                self._input_dependent[a] for a in current.all_input_nodes)
+        return self._input_dependent[node]
+
+
+def _evaluate(graph: ModelGraph, args: tuple[Any, ...]) -> dict[Node, Any]:
+    """Run the graph once on real tensors (``args``) and keep every node's value."""
     values: dict[Node, Any] = {}
 
     class Recorder(Interpreter):
@@ -105,7 +159,6 @@ def _evaluate(graph: ModelGraph) -> dict[Node, Any]:
             values[node] = result
             return result
 
-    args = graph.input_spec.make(graph.trace_len, 1)
     placeholders = [n for n in graph.graph_module.graph.nodes if n.op == "placeholder"]
     try:
         with torch.no_grad():

@@ -4,7 +4,9 @@ One run for the whole invocation. ``tool.driver.rules`` lists every rule with it
 summary, its documentation as help (plain text and Markdown) and its default level;
 each result points at the file and line where the flagged layer is built, as a URI
 relative to the repository root (``%SRCROOT%``), which is what code scanning needs to
-place it on the diff. A finding without a location (a whole-model property) is placed
+place it on the diff. A finding on a layer built inside an installed package points at
+the user's line that built the model, with the library line in ``relatedLocations``.
+A finding without a location (a whole-model property) is placed
 at the model's class definition. ``partialFingerprints`` keys a result by rule, file and
 layer, not line, so an alert survives edits above it.
 """
@@ -93,18 +95,27 @@ def _result(finding: Finding, report: Report, index: dict[str, int],
         SourceLocation(report.model.file, 1) if report.model.file else None)
     if location is not None:
         uri = relative_uri(location.file, root)
-        artifact = ({"uri": uri, "uriBaseId": SRCROOT} if uri is not None
-                    else {"uri": Path(location.file).resolve().as_uri()})
-        result["locations"] = [{"physicalLocation": {
-            "artifactLocation": artifact,
-            "region": {"startLine": max(location.line, 1)},
-        }}]
+        result["locations"] = [{"physicalLocation": _physical(location, root)}]
+        if finding.related:
+            result["relatedLocations"] = [
+                {"id": number, "physicalLocation": _physical(related, root),
+                 "message": {"text": "the library line that builds the layer"}}
+                for number, related in enumerate(finding.related, 1)]
         key = f"{finding.code}|{uri or location.file}|{finding.layer or ''}|{report.model.name}"
         result["partialFingerprints"] = {
             "archlintFinding/v1": hashlib.sha256(key.encode()).hexdigest()[:32]}
     result["properties"] = {"model": report.model.name, "layer": finding.layer,
                             "fix": finding.fix}
     return result
+
+
+def _physical(location: SourceLocation, root: Path) -> dict[str, Any]:
+    from archlint.format import relative_uri
+
+    uri = relative_uri(location.file, root)
+    artifact = ({"uri": uri, "uriBaseId": SRCROOT} if uri is not None
+                else {"uri": Path(location.file).resolve().as_uri()})
+    return {"artifactLocation": artifact, "region": {"startLine": max(location.line, 1)}}
 
 
 def _pascal(name: str) -> str:

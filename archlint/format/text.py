@@ -183,6 +183,7 @@ def render_findings(findings: list[Finding], options: FormatOptions | None = Non
                      f"{_style(finding.code, options, fg=color, bold=True)} "
                      f"{_style(f'[{finding.severity}]', options, fg=color)} {finding.message}")
         lines += _wrap(f"    fix: {finding.fix}", options.width, " " * 9)
+        lines += [f"    built in: {related}" for related in finding.related]
     lines.append(_plural(len(findings), "finding"))
     return "\n".join(lines)
 

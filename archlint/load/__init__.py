@@ -18,7 +18,7 @@ from archlint.errors import ArchlintError
 from archlint.graph import InputSpec, SourceLocation
 from archlint.load.discover import find_model, import_target, parse_target
 from archlint.load.inputs import infer_input
-from archlint.load.source import display_path, module_locations, record_construction
+from archlint.load.source import display_path, module_locations, record_construction, user_sites
 from archlint.load.state import preserved_state
 
 __all__ = ["LoadedModel", "load_target", "load_module"]
@@ -33,6 +33,8 @@ class LoadedModel:
     name: str                                  # "model.py:GPT" style label
     file: str | None                           # the model file as shown to the user
     locations: dict[str, SourceLocation] = field(default_factory=dict)
+    #: module path -> the user's line that built it, where ``locations`` is in a package
+    user_sites: dict[str, SourceLocation] = field(default_factory=dict)
 
 
 def load_target(text: str) -> LoadedModel:
@@ -50,7 +52,8 @@ def load_target(text: str) -> LoadedModel:
     with preserved_state(model):
         spec = infer_input(model, example, label)
     file = display_path(target.path) if target.path else getattr(namespace, "__file__", None)
-    return LoadedModel(model, spec, label, file, module_locations(model, sites))
+    return LoadedModel(model, spec, label, file, module_locations(model, sites),
+                       user_sites(model, sites))
 
 
 @contextlib.contextmanager

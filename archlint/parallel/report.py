@@ -88,6 +88,7 @@ class ParallelReport:
             "memory": {c: step.parts.get(c, 0) for c in CATEGORIES},
             "peak_phase": step.phase,
             "state": {c: step.state.get(c, 0) for c in ("parameters", "gradients", "optimizer")},
+            "saved_activation_bytes": step.saved.get("activations", 0),
             "communication": {f"{kind}_bytes": nbytes
                               for kind, nbytes in step.collectives.items()},
             "fits": None if self.budget is None else step.peak <= self.budget,

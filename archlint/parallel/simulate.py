@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -54,6 +54,7 @@ class DeviceStep:
     phase: str                          # forward | backward | optimizer
     state: dict[str, int]               # category -> bytes just before the optimizer step
     collectives: dict[str, int]         # all_gather | reduce_scatter | ... -> bytes per step
+    saved: dict[str, int] = field(default_factory=dict)   # category -> bytes after forward
     method: str = "simulated"           # or "formula (...)" when the simulation failed
 
 
@@ -94,6 +95,7 @@ def _step(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: in
         tracker.track_inputs(args)
         with tracker:
             out = module(*args, **kwargs)
+            tracker.mark_forward()
             backward_from(out)
             del out
             for param, shard in zip(params, shards):
@@ -105,7 +107,7 @@ def _step(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: in
                 param.grad = shard.grad = None
         parts = tracker.peak_parts()
     return DeviceStep(seq_len=seq_len, peak=sum(parts.values()), parts=parts,
-                      phase=tracker.peak_phase, state=tracker.state,
+                      phase=tracker.peak_phase, state=tracker.state, saved=tracker.saved,
                       collectives=dict(tracker.collectives))
 
 
@@ -143,6 +145,9 @@ def _tensor_parallel(module: nn.Module, plan: Plan, mesh: Any) -> None:
     styles: dict[str, Any] = {path: ColwiseParallel(use_local_output=False)
                               for path in plan.colwise}
     styles.update({path: RowwiseParallel(input_layouts=Shard(-1)) for path in plan.rowwise})
+    from archlint.parallel.strategies import register_cpu_attention
+
+    register_cpu_attention()
     parallelize_module(module, mesh, styles)
 
 

@@ -62,6 +62,7 @@ class StepTracker(FSDPMemTracker):
         super().__init__(module, optimizer)
         self.peak_phase = "forward"
         self.state: dict[str, int] = {}
+        self.saved: dict[str, int] = {}
         self.collectives: dict[str, int] = {"all_gather": 0, "reduce_scatter": 0,
                                             "all_reduce": 0, "all_to_all": 0}
 
@@ -87,6 +88,10 @@ class StepTracker(FSDPMemTracker):
         if func in COLLECTIVES and COLLECTIVES[func][1] is None and out is not NotImplemented:
             self.collectives[COLLECTIVES[func][0]] += _nbytes(out)
         return out
+
+    def mark_forward(self) -> None:
+        """Record what the forward left alive (the activations saved for backward)."""
+        self.saved = split(self.get_tracker_snapshot())
 
     def mark_state(self) -> None:
         """Record the persistent state now (call with every gradient reduced)."""

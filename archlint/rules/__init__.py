@@ -50,8 +50,10 @@ class Rule(ABC):
         return self.settings.rule_option(self.code, key, self.options[key])
 
     def finding(self, message: str, fix: str, layer: Layer | None = None,
-                location: SourceLocation | None = None) -> Finding:
-        """A finding of this rule, located at ``layer``'s source line when given."""
+                location: SourceLocation | None = None,
+                limits: tuple[int, ...] = ()) -> Finding:
+        """A finding of this rule, located at ``layer``'s source line when given;
+        ``limits`` are the numbers (a table size) a config argument may have set."""
         return Finding(
             code=self.code,
             rule=self.name,
@@ -60,6 +62,7 @@ class Rule(ABC):
             fix=fix,
             location=location or (layer.location if layer else None),
             layer=layer.name if layer else None,
+            limits=limits,
         )
 
     @classmethod
@@ -108,10 +111,13 @@ def _longest_prefix(code: str, prefixes: Iterable[str]) -> int:
 def run_rules(report: Report, settings: Settings,
               codes: Iterable[str] | None = None) -> list[Finding]:
     """All findings of the enabled rules (only ``codes`` when given), in a deterministic
-    order."""
+    order; one inside an installed package is moved to the user's line that built the
+    model."""
+    from archlint.load.source import user_location
+
     findings: list[Finding] = []
     wanted = None if codes is None else set(codes)
     for rule in enabled_rules(settings):
         if wanted is None or rule.code in wanted:
-            findings.extend(rule(settings).check(report))
+            findings.extend(user_location(f, report.graph) for f in rule(settings).check(report))
     return sorted(findings, key=Finding.sort_key)

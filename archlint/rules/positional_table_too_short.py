@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from archlint.findings import Finding
-from archlint.kinds import LayerKind
+from archlint.limits import short_tables, step_failures
 from archlint.rules import Rule
 
 
@@ -14,8 +14,13 @@ class PositionalTableTooShort(Rule):
 
     ## What it does
     Finds learned positional embeddings (``nn.Embedding(max_len, d)`` indexed by
-    ``arange(n)``) and fixed positional buffers (sinusoidal tables sliced to ``n``) whose
-    number of rows is smaller than ``--seq-len``.
+    ``arange(n)``), fixed positional buffers (sinusoidal tables sliced to ``n``, sin/cos
+    caches indexed by position ids, axial tables, ALiBi biases built for a maximum
+    length) that hold fewer positions than ``--seq-len``. A table whose lookups are
+    shifted holds ``rows - offset`` positions: OPT's ``nn.Embedding(2048 + 2, d)`` with
+    its offset of 2 holds 2048, RoBERTa's 514 rows numbered from ``padding_idx + 1``
+    hold 512. When the cost analysis saw the step fail at that length, the message
+    quotes the failure.
 
     ## Why is this bad?
     At ``n > max_len`` the lookup indexes past the table: the forward pass raises an
@@ -39,18 +44,29 @@ class PositionalTableTooShort(Rule):
     code = "AL106"
     name = "positional-table-too-short"
     severity = "error"
-    flagged = [("fixtures/transformer_model.py", {"seq_len": "4096"})]
-    clean = [("fixtures/transformer_model.py", {"seq_len": "512"})]
+    flagged = [("fixtures/transformer_model.py", {"seq_len": "4096"}),
+               ("fixtures/performer_style.py", {"seq_len": "4096"}),
+               ("fixtures/axial_positions.py", {"seq_len": "4096"})]
+    clean = [("fixtures/transformer_model.py", {"seq_len": "512"}),
+             ("fixtures/performer_style.py", {"seq_len": "2048"}),
+             ("fixtures/axial_positions.py", {"seq_len": "2048"})]
 
     def check(self, report) -> Iterable[Finding]:
         n = self.settings.target_len
-        for layer in report.graph.layers_of(LayerKind.POSITIONAL):
-            rows = layer.params.get("max_len")
-            if rows is None or rows >= n:
-                continue
+        failure = next((f for f in step_failures(report) if f.seq_len == n), None)
+        for layer in short_tables(report.graph, n):
+            limit = layer.params["max_len"]
+            rows, offset = layer.params.get("rows", limit), layer.params.get("offset", 0)
+            size = (f"holds {limit} positions ({rows} rows read from row {offset})"
+                    if offset else f"has {rows} rows")
+            message = (f"positional table {layer.name} {size} < seq_len {n}: "
+                       f"positions {limit}..{n - 1} index past the table")
+            if failure is not None:
+                message += f"; the step fails at n={n}: {failure}"
+            grow = (f"{n + offset} rows ({n} positions after the offset of {offset})"
+                    if offset else f"{n} rows (e.g. nn.Embedding({n}, ...))")
             yield self.finding(
-                f"positional table {layer.name} has {rows} rows < seq_len {n}: "
-                f"positions {rows}..{n - 1} index past the table",
-                fix=(f"grow the table to {n} rows (e.g. nn.Embedding({n}, ...)) or use a "
-                     "length-free positional scheme (rotary/ALiBi, sinusoidal computed for n)"),
+                message,
+                fix=(f"grow the table to {grow} or use a length-free positional scheme "
+                     "(rotary/ALiBi computed for n, sinusoidal computed for n)"),
                 layer=layer)

@@ -83,7 +83,7 @@ def _trace_at(loaded: LoadedModel, length: int, frontends: tuple[str, ...] | Non
         graph = ModelGraph(
             module=loaded.module, input_spec=spec, trace_len=length,
             graph_module=graph_module, frontend=name, frontend_notes=notes,
-            locations=dict(loaded.locations))
+            locations=dict(loaded.locations), user_sites=dict(loaded.user_sites))
         graph.module_calls = _module_calls(graph_module)
         return graph
     raise ArchlintError(
