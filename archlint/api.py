@@ -14,6 +14,7 @@ from torch import nn
 from archlint import cost, reach
 from archlint.classify import classify
 from archlint.findings import Finding
+from archlint.guard import stage
 from archlint.load import LoadedModel, load_module, load_target
 from archlint.report import ModelInfo, Report
 from archlint.rules import run_rules
@@ -51,7 +52,10 @@ def check(model: str | nn.Module, **options: Any) -> list[Finding]:
 
 
 def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
-    graph = classify(trace_model(loaded))
+    with stage(f"tracing {loaded.name}"):
+        graph = trace_model(loaded)
+    with stage(f"classifying the layers of {loaded.name}"):
+        graph = classify(graph)
     report = Report(
         model=ModelInfo(
             name=loaded.name, file=loaded.file, class_name=type(loaded.module).__name__,
@@ -59,7 +63,10 @@ def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
             input=loaded.input_spec.description),
         settings=settings, graph=graph)
     # analyses: each adds its section to the report
-    report.reach = reach.analyze(graph, settings)
-    report.cost = cost.analyze(graph, settings)
-    report.findings = run_rules(report, settings)
+    with stage(f"reach analysis of {loaded.name}"):
+        report.reach = reach.analyze(graph, settings)
+    with stage(f"cost analysis of {loaded.name}"):
+        report.cost = cost.analyze(graph, settings)
+    with stage(f"rules on {loaded.name}"):
+        report.findings = run_rules(report, settings)
     return report

@@ -20,6 +20,7 @@ from torch import nn
 
 from archlint.errors import ArchlintError
 from archlint.graph import InputSpec
+from archlint.guard import StoppedByModel, describe, stage
 
 #: Length of the validation forward pass. Unusual on purpose, so that it is unlikely to
 #: equal a channel count and a wrong layout fails loudly instead of running by accident.
@@ -116,10 +117,13 @@ def from_example_input(function: Callable[..., Any]) -> InputSpec:
         return tuple(args) if isinstance(args, (tuple, list)) else (args,)
 
     try:
-        short, long_ = make(16, 1), make(24, 1)
+        with stage("calling example_input(seq_len, batch)"):
+            short, long_ = make(16, 1), make(24, 1)
+    except ArchlintError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the user's function
         raise ArchlintError(
-            f"example_input(seq_len, batch) raised {type(exc).__name__}: {exc}; "
+            f"example_input(seq_len, batch) raised {describe(exc)}; "
             "it must return the forward arguments for any seq_len") from exc
     seq_dims = tuple(_moving_dim(a, c) for a, c in zip(short, long_))
     if all(dim is None for dim in seq_dims):
@@ -156,6 +160,8 @@ def infer_input(model: nn.Module, example: Callable[..., Any] | None,
         try:
             _run(model, spec, label)
             return spec
+        except StoppedByModel:
+            raise
         except ArchlintError as exc:
             errors.append(str(exc))
     raise ArchlintError(errors[0] + "; or define example_input(seq_len, batch)")
@@ -165,10 +171,12 @@ def _run(model: nn.Module, spec: InputSpec, label: str) -> None:
     """One forward at a short length: proves the layout and that forward works."""
     length = max(VALIDATION_LEN, spec.min_len)
     try:
-        with torch.no_grad():
+        with stage(f"running forward of {label} at n={length} to check its input"), \
+                torch.no_grad():
             model(*spec.make(length, 1), **spec.kwargs)
+    except ArchlintError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the user's forward
-        message = str(exc).splitlines()[0] if str(exc) else ""
         raise ArchlintError(
-            f"{label}: forward raised {type(exc).__name__}: {message} with input "
+            f"{label}: forward raised {describe(exc)} with input "
             f"{spec.description} at n={length}") from exc
