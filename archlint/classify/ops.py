@@ -159,13 +159,20 @@ def _feeds_softmax(node: Node) -> bool:
 @register_op(aten.mean, aten.sum, aten.amax, aten.amin, aten.max, aten.min, aten.logsumexp,
              aten.std, aten.var, aten.norm, aten.prod)
 def reduction(node: Node, view: GraphView) -> Classification | None:
-    """A reduction over the sequence axis mixes every position into one."""
+    """A reduction over the sequence axis mixes every position into one.
+
+    ``torch.min(a, b)`` / ``torch.max(a, b)`` (the ``.other`` overloads) share the op
+    with the reductions but act elementwise: their second argument is a tensor, not a
+    dimension, and they mix nothing."""
     source = node.args[0]
     dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
     in_shape = view.shape(source)
     if in_shape is None or dims is None or isinstance(dims, bool):
         return None
-    dims = [d % len(in_shape) for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+    dims = list(dims) if isinstance(dims, (list, tuple)) else [dims]
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        return None                      # elementwise min/max of two tensors
+    dims = [d % len(in_shape) for d in dims]
     if not any(in_shape[d] == view.n for d in dims):
         return None
     return Classification(LayerKind.GLOBAL_MIX, {"op": op_name(node.target).split(".")[-1]})
