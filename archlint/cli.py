@@ -122,7 +122,7 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
             reporter.target(target)
             reports.append(session.analyze(target))
             os.chdir(root)                     # a model that changed directory
-        text = render(reports, output_format, FormatOptions(color=use_color, root=root))
+        text = render(reports, output_format, FormatOptions(color=use_color))
         failing = [f for r in reports for f in r.findings if f.at_least(r.settings.fail_on)]
         return text, EXIT_FINDINGS if failing else EXIT_CLEAN
 

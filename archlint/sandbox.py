@@ -89,9 +89,13 @@ def run_isolated(work: Callable[[Reporter], tuple[str, int]], timeout: float,
                  debug: bool = False) -> Outcome:
     """Run ``work`` in a child; return its outcome, or an error line for a child that
     died, hung past ``timeout`` seconds (per model) or was interrupted."""
+    torch_loaded = "torch" in sys.modules
+    if torch_loaded:        # torch is paid for already (a test, the API): children start warm
+        import archlint.api  # noqa: F401
+        import archlint.format  # noqa: F401
+        import archlint.profile  # noqa: F401
     messages_r, messages_w = os.pipe()
     dump_r, dump_w = os.pipe()
-    torch_loaded = "torch" in sys.modules
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()

@@ -25,8 +25,6 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 import archlint
-import archlint.api  # noqa: F401 - imported once here, so every forked child starts warm
-import archlint.format  # noqa: F401
 from archlint.cli import main
 from archlint.errors import ArchlintError
 
