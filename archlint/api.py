@@ -6,12 +6,13 @@ pre-commit hook and the pytest plugin all go through it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from archlint import cost, reach
+from archlint import cost, parallel, reach
 from archlint.classify import classify
 from archlint.findings import Finding
 from archlint.guard import stage
@@ -67,6 +68,26 @@ def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
         report.reach = reach.analyze(graph, settings)
     with stage(f"cost analysis of {loaded.name}"):
         report.cost = cost.analyze(graph, settings)
+    with stage(f"parallel layouts of {loaded.name}"):
+        report.parallel = parallel.analyze(graph, settings, report.cost)
     with stage(f"rules on {loaded.name}"):
         report.findings = run_rules(report, settings)
+    if settings.baseline is not None:
+        compare_with_baseline(report, settings.baseline)
     return report
+
+
+def compare_with_baseline(report: Report, path: str,
+                          key: tuple[str, str] | None = None) -> list[Finding]:
+    """Attach the diff against the baseline file ``path`` (the entry under ``key``, by
+    default the model's name and target length) and add its AL501-AL503 findings;
+    returns those findings."""
+    from archlint import baseline
+
+    settings = report.settings
+    visible = dataclasses.replace(report, findings=list(report.findings))
+    apply_suppressions(visible, settings.with_(warn_unused_noqa=False))   # as the user sees them
+    report.baseline = baseline.compare(visible, path, settings.baseline_tolerance, key=key)
+    regressions = run_rules(report, settings, codes=baseline.RULE_CODES)
+    report.findings = sorted(report.findings + regressions, key=Finding.sort_key)
+    return regressions

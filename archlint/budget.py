@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from archlint.settings import Settings
 
 #: settings a caller may pass next to the budgets
-SETTINGS = ("seq_len", "batch", "dtype", "mode", "optimizer", "causal", "probe_len", "dynamic")
+SETTINGS = ("seq_len", "batch", "dtype", "mode", "optimizer", "causal", "probe_len", "dynamic",
+            "parallel", "checkpoint", "zero", "offload")
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,11 @@ def _cost_at(report: Report, n: int, key: str) -> float | None:
 
 
 def peak_memory(report: Report, n: int) -> float | None:
-    """Predicted peak bytes of one step at ``n`` (``report.cost``)."""
+    """Predicted peak bytes of one step at ``n`` (``report.cost``); under a parallel
+    layout, of one device (``report.parallel``)."""
+    if report.parallel is not None:
+        step = report.parallel.at(n)
+        return None if step is None else float(step.peak)
     return _cost_at(report, n, "peak_bytes")
 
 

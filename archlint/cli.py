@@ -70,6 +70,16 @@ def main() -> None:
               help="Skip the gradient probes.")
 @click.option("--warn-unused-noqa", "warn_unused_noqa", flag_value=True, default=None,
               help="Report `# archlint: noqa` comments that suppress nothing (AL001).")
+@click.option("--parallel", help="Layout per device: fsdp=8 or dp=4,fsdp=8,tp=2,cp=2.")
+@click.option("--checkpoint", help="Activation checkpointing per block: none | full | selective.")
+@click.option("--zero", help="ZeRO stage of the data-parallel sharding: 1 | 2 | 3.")
+@click.option("--offload", "offload", flag_value=True, default=None,
+              help="Keep sharded parameters, gradients and optimizer state on the host.")
+@click.option("--baseline", help="Compare with this baseline file (AL501-AL503 regressions).")
+@click.option("--baseline-tolerance", "baseline_tolerance",
+              help="Rise of peak memory or FLOPs that is a regression (0.02 or 2%).")
+@click.option("--write-baseline", "write_baseline", metavar="FILE",
+              help="Write this run's baseline (peak, FLOPs, R, L, S, findings) to FILE.")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(FORMATS), help="Output format.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
@@ -83,30 +93,37 @@ def main() -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
           config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
-          **options: Any) -> None:
+          write_baseline: str | None, **options: Any) -> None:
     """Analyze model files (model.py, model.py:NAME, package.module:attr).
 
     Without TARGETS, checks the `models` listed in [tool.archlint].
     """
     _guarded(_check, debug, targets, output_format, color, output, config_path, isolated,
-             timeout, debug, options)
+             timeout, debug, options, write_baseline)
 
 
 def _check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
            config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
-           options: dict[str, Any]) -> int:
+           options: dict[str, Any], write_baseline: str | None = None) -> int:
     from archlint.config import config_for
     from archlint.outputs import checked_output, write_report
     from archlint.sandbox import run_isolated
     from archlint.target import parse_target
 
     overrides = {key: value for key, value in options.items() if value is not None}
+    if write_baseline is not None and "baseline" not in overrides:
+        overrides["baseline"] = ""                  # writing accepts this run: no comparison
+    if overrides.get("baseline"):
+        from archlint.baseline import load_baseline
+
+        load_baseline(overrides["baseline"])          # a bad file fails before the analysis
     chosen = list(dict.fromkeys(targets)) or _configured_targets(config_path, isolated)
     for target in chosen:                      # every refusal before torch is imported
         parse_target(target)
         config_for(target, config_path, isolated).settings_for(target, overrides)
     seconds = _timeout(timeout, config_path, isolated, chosen[0])
     output = checked_output(output, chosen)
+    write_baseline = checked_output(write_baseline, chosen, option="--write-baseline")
     use_color = output is None and output_format == "text" and _color(color)
     root = os.getcwd()
 
@@ -122,8 +139,13 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
             reporter.target(target)
             reports.append(session.analyze(target))
             os.chdir(root)                     # a model that changed directory
+        _refuse_undividable_layouts(reports)
+        if write_baseline is not None:
+            from archlint.baseline import write_baseline as write
+
+            write(write_baseline, reports)
         text = render(reports, output_format, FormatOptions(color=use_color))
-        failing = [f for r in reports for f in r.findings if f.at_least(r.settings.fail_on)]
+        failing = [f for r in reports for f in _gating(r) if f.at_least(r.settings.fail_on)]
         return text, EXIT_FINDINGS if failing else EXIT_CLEAN
 
     outcome = run_isolated(analysis, seconds, debug)
@@ -136,6 +158,25 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
     else:
         write_report(output, outcome.text)
     return outcome.code
+
+
+def _refuse_undividable_layouts(reports: list) -> None:
+    """A ``--parallel`` layout the model cannot take is a usage error (AL208), exit 2."""
+    for report in reports:
+        for finding in report.findings:
+            if finding.code == "AL208":
+                where = f"{finding.location}: " if finding.location else ""
+                raise ArchlintError(f"{where}AL208 {finding.message}; {finding.fix}")
+
+
+def _gating(report) -> list:
+    """The findings that decide the exit code: against a baseline that has the model,
+    only its regressions (AL501-AL503); the accepted findings are still shown."""
+    from archlint.baseline import RULE_CODES
+
+    if report.baseline is not None and report.baseline.found:
+        return [f for f in report.findings if f.code in RULE_CODES]
+    return report.findings
 
 
 def _configured_targets(config_path: str | None, isolated: bool) -> list[str]:

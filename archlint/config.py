@@ -58,6 +58,8 @@ SETTING_KEYS = {
     "latency": "latency_ms", "max_serial_steps": "max_serial_steps", "causal": "causal",
     "probe_len": "probe_len", "dynamic": "dynamic", "select": "select", "ignore": "ignore",
     "fail_on": "fail_on", "warn_unused_noqa": "warn_unused_noqa",
+    "parallel": "parallel", "checkpoint": "checkpoint", "zero": "zero", "offload": "offload",
+    "baseline": "baseline", "baseline_tolerance": "baseline_tolerance",
 }
 PROJECT_KEYS = frozenset(SETTING_KEYS) | {"models", "rules", "model", "timeout"}
 #: seconds one model may take before its run is stopped (``--timeout``, config ``timeout``)
@@ -188,6 +190,8 @@ def _parse(path: Path, table: dict[str, Any]) -> ProjectConfig:
                             f"not {_toml(table)}")
     _check_keys(table, PROJECT_KEYS, label, "[tool.archlint]")
     values = _setting_values(table, label, "[tool.archlint]")
+    if "baseline" in values:                    # a path relative to this pyproject.toml
+        values["baseline"] = _display(path.parent / values["baseline"])
     models = table.get("models", [])
     if isinstance(models, str):
         models = [models]

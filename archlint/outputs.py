@@ -14,24 +14,24 @@ from archlint.errors import ArchlintError
 from archlint.target import parse_target
 
 
-def checked_output(path: str | None, targets: list[str]) -> str | None:
+def checked_output(path: str | None, targets: list[str], option: str = "-o") -> str | None:
     """``-o PATH`` as an absolute path, refused when it cannot be written or is a target."""
     if path is None:
         return None
     absolute = os.path.abspath(path)
     if os.path.isdir(absolute):
-        raise ArchlintError(f"-o {path}: is a directory; pass a file path for the report")
+        raise ArchlintError(f"{option} {path}: is a directory; pass a file path for the report")
     folder = os.path.dirname(absolute)
     if not os.path.isdir(folder):
-        raise ArchlintError(f"-o {path}: the folder {folder} does not exist; create it or "
+        raise ArchlintError(f"{option} {path}: the folder {folder} does not exist; create it or "
                             "pass another --output path")
     if not os.access(folder, os.W_OK | os.X_OK) or (
             os.path.exists(absolute) and not os.access(absolute, os.W_OK)):
-        raise ArchlintError(f"-o {path}: not writable; pass a writable --output path")
+        raise ArchlintError(f"{option} {path}: not writable; pass a writable --output path")
     for target in targets:
         model = parse_target(target).path
         if model and os.path.exists(absolute) and os.path.samefile(model, absolute):
-            raise ArchlintError(f"-o {path}: is the model file {target}; writing the report "
+            raise ArchlintError(f"{option} {path}: is the model file {target}; writing the report "
                                 "there would overwrite the model: pass another path")
     return absolute
 

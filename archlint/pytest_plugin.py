@@ -16,7 +16,9 @@ Three ways to write a budget test::
 A failed budget fails the test with one line per budget (value, limit, rule code) instead
 of a traceback into archlint. A bad marker argument is an error of that test.
 ``--archlint-report PATH`` (or the ``archlint_report`` ini option) writes every report
-the session produced as JSON, with each test's budgets.
+the session produced as JSON, with each test's budgets. ``--archlint-baseline PATH``
+compares each budget check with the entry stored for its test by
+``--archlint-write-baseline PATH`` and fails the test on a regression (AL501-AL503).
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--archlint-report", dest="archlint_report", metavar="PATH",
                     help="write the JSON report of every archlint budget check to PATH")
     parser.addini("archlint_report", "default for --archlint-report", default=None)
+    group.addoption("--archlint-baseline", dest="archlint_baseline", metavar="PATH",
+                    help="fail a budget test whose report regressed against the baseline PATH")
+    group.addoption("--archlint-write-baseline", dest="archlint_write_baseline",
+                    metavar="PATH", help="write the baseline of every budget check to PATH")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,6 +53,15 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{MARKER}(target=None, **budgets): {summary} Without a target, the "
         "test calls the archlint_budget fixture with the model.")
     config.stash[_REPORTS] = []
+    path = config.getoption("archlint_baseline", None)
+    if path:
+        from archlint.baseline import load_baseline
+        from archlint.errors import ArchlintError
+
+        try:
+            load_baseline(path)
+        except ArchlintError as exc:
+            raise pytest.UsageError(f"--archlint-baseline: {exc}") from None
 
 
 def _marker_arguments(item: pytest.Item) -> tuple[str | None, dict[str, Any]] | None:
@@ -124,7 +139,32 @@ def _check(item: pytest.Item, model: Any, limits: dict[str, Any], example_input=
     item.config.stash[_REPORTS].append((item.nodeid, report, results))
     if any(not result.passed for result in results):
         raise BudgetExceeded(failure_message(report, results), report, results)
+    baseline = item.config.getoption("archlint_baseline", None)
+    if baseline:
+        _compare(item, report, baseline)
     return report
+
+
+def _compare(item: pytest.Item, report, path: str) -> None:
+    """Fail the test when its report regressed against the stored baseline entry."""
+    __tracebackhide__ = True
+    from archlint.api import compare_with_baseline
+
+    regressions = compare_with_baseline(report, path, key=_baseline_key(item, report))
+    if regressions:
+        lines = [f"  {f.code} {f.rule}: {f.message}" for f in regressions]
+        pytest.fail(f"archlint: {len(regressions)} regression(s) of {report.model.name} "
+                    f"against the baseline {path}:\n" + "\n".join(lines), pytrace=False)
+
+
+def _baseline_key(item: pytest.Item, report) -> tuple[str, str]:
+    return _key(item.nodeid, report)
+
+
+def _key(nodeid: str, report) -> tuple[str, str]:
+    """A budget check's baseline entry: the test's node id and the model's name (a test
+    may check several models), and the target length."""
+    return f"{nodeid}::{report.model.name}", str(report.settings.target_len)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -140,6 +180,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
+    written = config.getoption("archlint_write_baseline", None)
+    if written and _REPORTS in config.stash:
+        from archlint.baseline import write_baseline
+
+        checks = config.stash[_REPORTS]
+        write_baseline(written, [report for _, report, _ in checks],
+                       [_key(nodeid, report) for nodeid, report, _ in checks])
     path = config.getoption("archlint_report") or config.getini("archlint_report")
     if not path or _REPORTS not in config.stash:
         return

@@ -49,6 +49,8 @@ class Report:
     reach: Section | None = None
     cost: Section | None = None
     profile: Section | None = None
+    parallel: Section | None = None       # per-device figures under --parallel
+    baseline: Section | None = None           # the diff against --baseline (archlint.baseline)
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -70,5 +72,7 @@ class Report:
             "reach": None if self.reach is None else self.reach.to_dict(),
             "cost": None if self.cost is None else self.cost.to_dict(),
             "profile": None if self.profile is None else self.profile.to_dict(),
+            "parallel": None if self.parallel is None else self.parallel.to_dict(),
+            "baseline": None if self.baseline is None else self.baseline.to_dict(),
             "findings": [finding.to_dict() for finding in self.findings],
         }

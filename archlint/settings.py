@@ -52,6 +52,12 @@ class Settings:
     rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dynamic: bool = True                  # run the gradient probes
     warn_unused_noqa: bool = False        # report ``# archlint: noqa`` that suppress nothing
+    parallel: str | None = None           # layout, canonical "dp=4,fsdp=8,tp=2,cp=2"
+    checkpoint: str = "none"              # activation checkpointing per block
+    zero: int | None = None               # ZeRO stage of the data-parallel sharding
+    offload: bool = False                 # sharded state in host memory (CPU offload)
+    baseline: str | None = None           # baseline file to compare with (archlint.baseline)
+    baseline_tolerance: float = 0.02      # relative rise of peak/FLOPs that is a regression
 
     @property
     def target_len(self) -> int:
@@ -162,6 +168,22 @@ def _rule_options(value: Any) -> dict[str, dict[str, Any]]:
     return dict(value)
 
 
+def _path(value: Any) -> str | None:
+    """A file path; the empty string turns a configured one off."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a file path")
+    return value.strip() or None
+
+
+def _fraction(value: Any) -> float:
+    """A tolerance: 0.02 or ``2%``, at least 0 and below 10 (1000%)."""
+    text = str(value).strip()
+    number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    if not 0 <= number < 10:
+        raise ValueError(f"{value!r} must be a fraction such as 0.02 or 2%")
+    return number
+
+
 _DURATION = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -200,6 +222,9 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         "dynamic": _flag,
         "warn_unused_noqa": _flag,
         "rule_options": _rule_options,
+        **_parallel_parsers(),
+        "baseline": _path,
+        "baseline_tolerance": _fraction,
     }
     changes: dict[str, Any] = {}
     for key, value in raw.items():
@@ -219,6 +244,13 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
     return (base or Settings()).with_(**changes)
 
 
+def _parallel_parsers() -> dict[str, Any]:
+    """Parsers of the layout settings (``archlint.parallel.layout`` owns their syntax)."""
+    layout = _plain_module("archlint.parallel.layout", "parallel/layout.py")
+    return {"parallel": layout.parse_degrees, "checkpoint": _choice(layout.CHECKPOINTS),
+            "zero": layout.parse_zero, "offload": _flag}
+
+
 def _memory(value: Any) -> dict[str, Any]:
     """``16GB`` -> bytes; a device name -> its usable capacity."""
     from archlint.errors import ArchlintError
@@ -228,24 +260,25 @@ def _memory(value: Any) -> dict[str, Any]:
         raise ArchlintError(f"setting memory: {value!r} is not a size (16GB) or a device name")
     if isinstance(value, int) or re.match(r"^\s*[-+.\d]", value):
         return {"memory": parse_size(value), "device": None}
-    capacity = _devices().device_memory(value)
+    capacity = _plain_module("archlint.cost.devices", "cost/devices.py").device_memory(value)
     if capacity is None:
         return {"memory": parse_size(value), "device": None}
     return {"memory": capacity, "device": value.strip().lower()}
 
 
-def _devices() -> types.ModuleType:
-    """:mod:`archlint.cost.devices`, loaded without ``archlint/cost/__init__.py``.
-
-    The package imports the cost model and torch with it; the device table is plain data,
-    and a device name must be checked before torch is imported (a typo answers at once).
-    The module is registered under its own name, so the package later finds it loaded.
-    """
-    name = "archlint.cost.devices"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent / "cost" / "devices.py"
-        spec = importlib.util.spec_from_file_location(name, path)
+def _plain_module(name: str, path: str) -> types.ModuleType:
+    """A module of plain data and parsers (the device table, the layout syntax), loaded
+    without running its package's ``__init__.py``, which imports torch: a flag naming an
+    unknown device or a bad layout must be refused before torch is imported. It is kept
+    under a private name (the package imports its own copy when it loads); what the
+    parsers return is plain data (ints, strings), the same from either copy."""
+    if name in sys.modules:
+        return sys.modules[name]
+    private = "archlint._plain." + name
+    if private not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            private, Path(__file__).resolve().parent / path)
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
+        sys.modules[private] = module
         spec.loader.exec_module(module)
-    return sys.modules[name]
+    return sys.modules[private]

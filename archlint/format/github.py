@@ -26,6 +26,8 @@ def render_github(reports: list[Report], options: FormatOptions | None = None) -
     root = (options or FormatOptions()).repository_root()
     lines = [annotation(finding, report, root)
              for report in reports for finding in report.findings]
+    lines += [improvement(text, report, root) for report in reports
+              for text in _improvements(report)]
     return "".join(line + "\n" for line in lines)
 
 
@@ -42,6 +44,23 @@ def annotation(finding: Finding, report: Report, root) -> str:
     properties.append(f"title={_property(f'{finding.code} {finding.rule}')}")
     message = f"{finding.message} ({report.model.name})\nfix: {finding.fix}"
     return f"::{COMMANDS[finding.severity]} {','.join(properties)}::{_data(message)}"
+
+
+def _improvements(report: Report) -> list[str]:
+    diff = report.baseline
+    return [] if diff is None else [move.text for move in diff.improvements]
+
+
+def improvement(text: str, report: Report, root) -> str:
+    """A baseline improvement (a finding gone, peak or FLOPs down) as a notice."""
+    from archlint.format import relative_uri
+
+    properties = []
+    if report.model.file:
+        path = relative_uri(report.model.file, root) or report.model.file
+        properties.append(f"file={_property(path)}")
+    properties.append(f"title={_property('archlint baseline: improved')}")
+    return f"::notice {','.join(properties)}::{_data(f'{text} ({report.model.name})')}"
 
 
 def _data(text: str) -> str:

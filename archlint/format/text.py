@@ -53,7 +53,8 @@ def render_text(reports: list[Report], options: FormatOptions | None = None) -> 
 
 def render_report(report: Report, options: FormatOptions) -> str:
     parts = [_header(report, options), layer_table(report, options.width)]
-    for section in (report.reach, report.cost, report.profile):
+    for section in (report.reach, report.cost, report.parallel, report.profile,
+                    report.baseline):
         if section is not None:
             parts.append(section.render_text())
     parts.append(render_findings(report.findings, options))

@@ -105,9 +105,13 @@ def _longest_prefix(code: str, prefixes: Iterable[str]) -> int:
     return max((len(p) for p in prefixes if code.startswith(p.upper())), default=0)
 
 
-def run_rules(report: Report, settings: Settings) -> list[Finding]:
-    """All findings of the enabled rules, in a deterministic order."""
+def run_rules(report: Report, settings: Settings,
+              codes: Iterable[str] | None = None) -> list[Finding]:
+    """All findings of the enabled rules (only ``codes`` when given), in a deterministic
+    order."""
     findings: list[Finding] = []
+    wanted = None if codes is None else set(codes)
     for rule in enabled_rules(settings):
-        findings.extend(rule(settings).check(report))
+        if wanted is None or rule.code in wanted:
+            findings.extend(rule(settings).check(report))
     return sorted(findings, key=Finding.sort_key)

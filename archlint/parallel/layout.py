@@ -1,0 +1,162 @@
+"""A parallel layout: how one training step is spread over devices.
+
+``--parallel dp=4,fsdp=8,tp=2,cp=2`` (or ``parallel = {fsdp = 8, tp = 2}`` in
+``[tool.archlint]``, or ``parallel={"fsdp": 8}`` in the Python and pytest API) names the
+degree of each mesh dimension; the devices are their product:
+
+- ``dp``: data parallel, a full replica per group (HSDP's replicate dimension when
+  ``fsdp`` is also given); gradients are all-reduced;
+- ``fsdp``: fully sharded data parallel (ZeRO-3): parameters, gradients and optimizer
+  state sharded, parameters all-gathered per block for its forward and backward;
+- ``tp``: tensor parallel: attention and MLP weights split colwise/rowwise (Megatron);
+- ``cp``: context parallel: the sequence split, attention exchanging keys and values.
+
+``--zero 1|2|3`` is the DeepSpeed spelling of the sharding over the data-parallel ranks
+(the ``fsdp`` degree, or ``dp`` when no ``fsdp`` is given): 3 shards everything (FSDP's
+full shard), 2 keeps parameters gathered from forward to backward (FSDP2's
+``reshard_after_forward=False``), 1 shards only the optimizer state
+(``ZeroRedundancyOptimizer``). ``--checkpoint`` recomputes each block's activations in
+backward (``full``) or all but its matmul and attention outputs (``selective``);
+``--offload`` keeps the sharded parameters, gradients and optimizer state in host memory
+(FSDP2's ``CPUOffloadPolicy``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from archlint.errors import ArchlintError
+
+#: mesh dimensions, outermost first (the order torchtitan builds its mesh in)
+DIMENSIONS = ("dp", "fsdp", "cp", "tp")
+CHECKPOINTS = ("none", "full", "selective")
+ZERO_STAGES = (1, 2, 3)
+#: largest world a layout may name (a fake process group of this size is cheap, but a
+#: layout beyond it is a typo)
+MAX_DEVICES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Degrees per mesh dimension and how the step uses them."""
+
+    dp: int = 1
+    fsdp: int = 1
+    cp: int = 1
+    tp: int = 1
+    zero: int = 3                   # sharding stage over the data-parallel ranks
+    checkpoint: str = "none"
+    offload: bool = False
+
+    @property
+    def devices(self) -> int:
+        return self.dp * self.fsdp * self.cp * self.tp
+
+    @property
+    def shard(self) -> int:
+        """Ranks the parameters (stage 3), gradients (2) or optimizer state (1) split over."""
+        return self.fsdp
+
+    def degrees(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in DIMENSIONS}
+
+    def text(self) -> str:
+        """``fsdp=8,tp=2``: the dimensions above 1 (``dp=1`` for a single device)."""
+        named = [f"{k}={v}" for k, v in self.degrees().items() if v > 1]
+        return ",".join(named) or "dp=1"
+
+    def describe(self) -> str:
+        """One line for the report: layout, stage, checkpointing, offload."""
+        parts = [f"{self.text()} ({self.devices} device{'s' * (self.devices > 1)})"]
+        if self.shard > 1:
+            parts.append(f"ZeRO-{self.zero} over {self.shard}")
+        if self.checkpoint != "none":
+            parts.append(f"{self.checkpoint} checkpointing")
+        if self.offload:
+            parts.append("optimizer state offloaded to host")
+        return ", ".join(parts)
+
+    def with_degrees(self, **degrees: int) -> Layout:
+        values = {**self.__dict__, **degrees}
+        return Layout(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.degrees(), "devices": self.devices, "zero": self.zero,
+                "sharded_over": self.shard, "checkpoint": self.checkpoint,
+                "offload": self.offload}
+
+
+def parse_degrees(value: Any) -> str:
+    """``"fsdp=8,tp=2"`` or ``{"fsdp": 8, "tp": 2}`` -> the canonical text ``fsdp=8,tp=2``.
+
+    Raises :class:`ValueError` naming the constraint (an unknown dimension, a degree that
+    is not a positive integer, a dimension given twice, more than :data:`MAX_DEVICES`).
+    """
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, str):
+        items = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            key, sep, degree = part.partition("=")
+            if not sep:
+                raise ValueError(f"{part!r} is not dimension=degree (e.g. fsdp=8,tp=2)")
+            items.append((key.strip(), degree.strip()))
+    else:
+        raise ValueError(f"{value!r} is not a layout: use e.g. \"fsdp=8,tp=2\"")
+    degrees: dict[str, int] = {}
+    for key, degree in items:
+        name = str(key).lower()
+        if name not in DIMENSIONS:
+            raise ValueError(f"unknown dimension {key!r}: use {', '.join(DIMENSIONS)}")
+        if name in degrees:
+            raise ValueError(f"dimension {name} given twice")
+        degrees[name] = _degree(name, degree)
+    if not degrees:
+        raise ValueError("no dimension given: use e.g. fsdp=8 or dp=4,fsdp=8,tp=2,cp=2")
+    if math.prod(degrees.values()) > MAX_DEVICES:
+        raise ValueError(f"{math.prod(degrees.values())} devices exceed {MAX_DEVICES}")
+    return ",".join(f"{name}={degrees[name]}" for name in DIMENSIONS if name in degrees)
+
+
+def _degree(name: str, degree: Any) -> int:
+    if isinstance(degree, bool):
+        raise ValueError(f"{name}={degree!r}: a degree is a positive integer")
+    try:
+        number = int(str(degree))
+    except ValueError:
+        raise ValueError(f"{name}={degree!r}: a degree is a positive integer") from None
+    if number < 1:
+        raise ValueError(f"{name}={number}: a degree must be at least 1 "
+                         f"({name}=1 means no {name} sharding)")
+    return number
+
+
+def parse_zero(value: Any) -> int:
+    if isinstance(value, bool) or str(value).strip() not in {str(s) for s in ZERO_STAGES}:
+        raise ValueError(f"{value!r} is not a ZeRO stage: use 1, 2 or 3")
+    return int(str(value).strip())
+
+
+def layout_of(settings: Any) -> Layout | None:
+    """The layout a run's settings ask for; None when no parallel setting was given."""
+    if settings.parallel is None and settings.zero is None and not settings.offload \
+            and settings.checkpoint == "none":
+        return None
+    degrees: dict[str, int] = {}
+    for part in (settings.parallel or "").split(","):
+        if part:
+            key, _, degree = part.partition("=")
+            degrees[key] = int(degree)
+    zero = settings.zero if settings.zero is not None else 3
+    if settings.zero is not None and degrees.get("fsdp", 1) == 1 and degrees.get("dp", 1) > 1:
+        degrees["fsdp"], degrees["dp"] = degrees["dp"], 1     # dp ranks become the shards
+    if settings.zero is not None and degrees.get("fsdp", 1) == 1:
+        raise ArchlintError(
+            f"--zero {settings.zero}: no data-parallel ranks to shard over; give a degree, "
+            "e.g. --parallel dp=8 --zero 2")
+    return Layout(**degrees, zero=zero, checkpoint=settings.checkpoint,
+                  offload=settings.offload)

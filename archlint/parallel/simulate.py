@@ -1,0 +1,223 @@
+"""One training step of rank 0 under a layout, run with PyTorch's own distributed stack.
+
+In a fake world of ``layout.devices`` ranks (:mod:`.world`), a parameter-free copy of the
+user's model (every parameter and buffer on the meta device, nothing copied) gets, in
+torchtitan's order:
+
+1. the TP plan (:mod:`.plan`): ``parallelize_module`` with ``ColwiseParallel`` /
+   ``RowwiseParallel`` over the ``tp`` mesh dimension;
+2. activation checkpointing of each block (``checkpoint_wrapper``; ``selective`` keeps
+   the outputs of matmuls and attention and recomputes the rest);
+3. ``fully_shard`` on each block, then on the root, over the ``dp``×``fsdp`` mesh
+   (HSDP when ``dp`` > 1), with a ``MixedPrecisionPolicy`` for bfloat16/float16
+   (fp32 master weights and gradients, 16-bit compute);
+
+then its tensors become fake CPU tensors (``to_empty`` under ``FakeTensorMode``), and
+one step — forward, backward from a dense gradient, the optimizer step — runs under
+:class:`~.tracker.StepTracker`. The optimizer is the user's (Adam, AdamW, SGD) over the
+local shard of every parameter, which is what each rank allocates, with its state
+already created (steady state). Under ``cp`` the rank runs its n/cp positions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from archlint.cost.fake import backward_from, make_inputs, stock_causal_masks
+from archlint.graph import ModelGraph
+from archlint.parallel.layout import Layout
+from archlint.parallel.plan import Plan
+from archlint.parallel.world import device_mesh, fake_world
+
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+_HALF = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class SimulationError(Exception):
+    """The layout could not be applied or run on this model (the reason is the text)."""
+
+
+@dataclass(frozen=True)
+class DeviceStep:
+    """What one rank holds during one step at one length."""
+
+    seq_len: int                        # the global sequence length
+    peak: int
+    parts: dict[str, int]               # category -> bytes live at the peak
+    phase: str                          # forward | backward | optimizer
+    state: dict[str, int]               # category -> bytes just before the optimizer step
+    collectives: dict[str, int]         # all_gather | reduce_scatter | ... -> bytes per step
+    method: str = "simulated"           # or "formula (...)" when the simulation failed
+
+
+def simulate(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: int,
+             dtype: str, optimizer: str) -> DeviceStep:
+    """Rank 0's step at ``seq_len`` under ``layout``; :class:`SimulationError` if it fails."""
+    try:
+        with fake_world(layout.devices), _quiet():
+            return _step(graph, layout, plan, seq_len, batch, dtype, optimizer)
+    except SimulationError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's model under a foreign runtime
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise SimulationError(f"{type(error).__name__}: {text}") from error
+
+
+def _step(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: int,
+          dtype: str, optimizer_name: str) -> DeviceStep:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from archlint.parallel.tracker import StepTracker
+
+    mesh = device_mesh(layout)
+    module = meta_copy(graph.module)
+    module.train(True)
+    if plan.colwise or plan.rowwise:
+        _tensor_parallel(module, plan, mesh["tp"])
+    blocks = [_checkpointed(module, path, layout.checkpoint) for path in plan.blocks]
+    _fully_shard(module, blocks, layout, mesh, dtype)
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    with mode, stock_causal_masks():
+        module.to_empty(device="cpu")
+        params = list(dict.fromkeys(module.parameters()))
+        shards = [_local(p).requires_grad_(True) for p in params]
+        optimizer = _warm_optimizer(optimizer_name, shards)
+        args, kwargs = make_inputs(graph.input_spec, seq_len // layout.cp, batch)
+        tracker = StepTracker(module, optimizer)
+        tracker.track_inputs(args)
+        with tracker:
+            out = module(*args, **kwargs)
+            backward_from(out)
+            del out
+            for param, shard in zip(params, shards):
+                shard.grad = None if param.grad is None else _local(param.grad)
+            tracker.mark_state()
+            if optimizer is not None:
+                optimizer.step()
+            for param, shard in zip(params, shards):
+                param.grad = shard.grad = None
+        parts = tracker.peak_parts()
+    return DeviceStep(seq_len=seq_len, peak=sum(parts.values()), parts=parts,
+                      phase=tracker.peak_phase, state=tracker.state,
+                      collectives=dict(tracker.collectives))
+
+
+def meta_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose parameters and buffers live on the meta device.
+
+    ``copy.deepcopy`` with the memo pre-filled: each parameter and buffer maps to a meta
+    tensor of its shape, so no weight is copied and tied weights stay tied.
+    """
+    memo: dict[int, Any] = {}
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if id(tensor) in memo:
+            continue
+        empty = torch.empty_like(tensor, device="meta")
+        if isinstance(tensor, nn.Parameter):
+            empty = nn.Parameter(empty, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = empty
+    return copy.deepcopy(module, memo)
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """The shard this rank stores (a DTensor's local tensor; a plain tensor itself)."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local().detach() if to_local is not None else tensor.detach()
+
+
+def _tensor_parallel(module: nn.Module, plan: Plan, mesh: Any) -> None:
+    from torch.distributed.tensor import Shard
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        parallelize_module,
+    )
+
+    styles: dict[str, Any] = {path: ColwiseParallel(use_local_output=False)
+                              for path in plan.colwise}
+    styles.update({path: RowwiseParallel(input_layouts=Shard(-1)) for path in plan.rowwise})
+    parallelize_module(module, mesh, styles)
+
+
+def _checkpointed(module: nn.Module, path: str, how: str) -> nn.Module:
+    """The block at ``path``, wrapped for activation checkpointing when asked."""
+    block = module.get_submodule(path)
+    if how == "none":
+        return block
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        CheckpointImpl,
+        checkpoint_wrapper,
+    )
+
+    options: dict[str, Any] = {}
+    if how == "selective":
+        from torch.utils.checkpoint import create_selective_checkpoint_contexts
+        options["context_fn"] = functools.partial(create_selective_checkpoint_contexts,
+                                                  _keep_matmuls)
+    wrapped = checkpoint_wrapper(block, checkpoint_impl=CheckpointImpl.NO_REENTRANT, **options)
+    parent_path, _, name = path.rpartition(".")
+    setattr(module.get_submodule(parent_path) if parent_path else module, name, wrapped)
+    return wrapped
+
+
+#: ops whose outputs selective checkpointing keeps (torchtitan's op-level policy)
+_SAVED_OPS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default,
+              torch.ops.aten.bmm.default,
+              torch.ops.aten._scaled_dot_product_flash_attention.default,
+              torch.ops.aten._scaled_dot_product_efficient_attention.default,
+              torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default}
+
+
+def _keep_matmuls(ctx: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
+    from torch.utils.checkpoint import CheckpointPolicy
+    return (CheckpointPolicy.MUST_SAVE if func in _SAVED_OPS
+            else CheckpointPolicy.PREFER_RECOMPUTE)
+
+
+def _fully_shard(module: nn.Module, blocks: list[nn.Module], layout: Layout, mesh: Any,
+                 dtype: str) -> None:
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+
+    options: dict[str, Any] = {"mesh": mesh["dp", "fsdp"] if layout.dp > 1 else mesh["fsdp"],
+                               "reshard_after_forward": layout.zero == 3}
+    if dtype in _HALF:
+        options["mp_policy"] = MixedPrecisionPolicy(param_dtype=_HALF[dtype],
+                                                    reduce_dtype=torch.float32)
+    if layout.offload:
+        options["offload_policy"] = CPUOffloadPolicy(pin_memory=False)
+    for block in blocks:
+        fully_shard(block, **options)
+    fully_shard(module, **options)
+
+
+def _warm_optimizer(name: str, shards: list[torch.Tensor]) -> Any:
+    """The optimizer over the local shards, its state created by one step on zeros."""
+    if name not in _OPTIMIZERS or not shards:
+        return None
+    optimizer = _OPTIMIZERS[name](shards, lr=1e-3, foreach=True)
+    for shard in shards:
+        shard.grad = torch.zeros_like(shard)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return optimizer
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the fake-tensor logger while the user's model runs on a foreign stack."""
+    import logging
+
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,226 @@
+"""Per-device budgets under a parallel layout (archlint/parallel), each figure derived by
+hand: ZeRO's 16 bytes per parameter (Rajbhandari et al. 2020), FSDP's collective sizes,
+and the layout's constraints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from archlint.cli import main
+from archlint.errors import ArchlintError
+from archlint.parallel.layout import Layout, layout_of, parse_degrees
+from archlint.parallel.plan import Plan, blocks_of, make_plan
+from archlint.parallel.simulate import simulate
+from archlint.settings import make_settings
+from tests.conftest import traced
+
+GPT = "fixtures/gpt2_124m.py"
+#: GPT-2 small's parameter count, worked by hand in the fixture's docstring
+P_124M = 124_439_808
+
+
+def _step(path: str, layout: Layout, seq_len: int, dtype: str = "float32", batch: int = 1):
+    graph = traced(path)
+    return simulate(graph, layout, make_plan(graph, layout, (seq_len,)), seq_len, batch,
+                    dtype, "adam")
+
+
+def _state(step) -> int:
+    return step.state["parameters"] + step.state["gradients"] + step.state["optimizer"]
+
+
+def _padded(module, world: int) -> int:
+    """Elements FSDP2 stores over ``world`` ranks: each parameter's dim 0 padded to a
+    multiple of the world (tied weights once)."""
+    unique = {id(p): p for p in module.parameters()}.values()
+    return sum(math.ceil(p.shape[0] / world) * world * p[0].numel() for p in unique)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gpt_124m_fsdp8_holds_the_zero3_figure(dtype):
+    """ZeRO-3 over 8: 16 bytes per parameter / 8. float32 Adam: 4 (weight) + 4 (gradient)
+    + 8 (two moments); bfloat16 with fp32 master weights: the 12 bytes of master weight
+    and moments plus a 4-byte fp32 gradient shard (FSDP2 reduces in fp32; the 2-byte
+    bf16 weights and gradients exist only gathered, per block)."""
+    step = _step(GPT, Layout(fsdp=8), 1024, dtype)
+    assert step.method == "simulated"
+    assert _state(step) == pytest.approx(16 * P_124M / 8, rel=0.01)
+    assert step.state["parameters"] == pytest.approx(4 * P_124M / 8, rel=0.01)
+    assert step.state["optimizer"] == pytest.approx(8 * P_124M / 8, rel=0.01)
+
+
+def test_gpt_124m_fsdp8_collectives_by_hand():
+    """Per step each block is all-gathered twice (forward, and again in backward after
+    resharding) and its gradients reduce-scattered once: 2·4·P' and 4·P' bytes, with P'
+    the parameters padded to a multiple of 8 along dim 0."""
+    graph = traced(GPT)
+    padded = _padded(graph.module, 8)
+    assert padded == pytest.approx(P_124M, rel=1e-3)
+    step = _step(GPT, Layout(fsdp=8), 1024)
+    assert step.collectives["reduce_scatter"] == 4 * padded
+    assert step.collectives["all_gather"] == 2 * 4 * padded
+    # bfloat16 parameters are gathered at 2 bytes; gradients reduced at fp32
+    half = _step(GPT, Layout(fsdp=8), 1024, "bfloat16")
+    assert half.collectives["all_gather"] == 2 * 2 * padded
+    assert half.collectives["reduce_scatter"] == 4 * padded
+
+
+def test_lstm_under_fsdp4_is_simulated():
+    """A non-GPT model: an LSTM stack sharded over 4 gives the simulated ZeRO-3 state,
+    to the byte: 16 bytes per padded parameter / 4, plus Adam's step counter (a float32
+    scalar per parameter tensor)."""
+    graph = traced("fixtures/lstm_model.py")
+    parameters = sum(p.numel() for p in graph.module.parameters())
+    tensors = len(list(graph.module.parameters()))
+    step = _step("fixtures/lstm_model.py", Layout(fsdp=4), 256)
+    assert step.method == "simulated"
+    assert _state(step) == 16 * _padded(graph.module, 4) // 4 + 4 * tensors
+    assert _state(step) == pytest.approx(16 * parameters / 4, rel=0.01)
+    assert step.parts["activations"] > 0
+
+
+def test_blocks_are_the_repeated_stack():
+    graph = traced(GPT)
+    assert blocks_of(graph.module) == tuple(f"blocks.{i}" for i in range(12))
+    assert blocks_of(traced("fixtures/lstm_model.py").module)   # the root's children
+
+
+# ---------------------------------------------------------------- the setting
+
+
+@pytest.mark.parametrize("text, canonical", [
+    ("fsdp=8", "fsdp=8"), ("tp=2, dp=4,cp=2,fsdp=8", "dp=4,fsdp=8,cp=2,tp=2"),
+    ({"fsdp": 8, "tp": 2}, "fsdp=8,tp=2"), ("FSDP=2", "fsdp=2")])
+def test_layout_text_and_table_read_alike(text, canonical):
+    assert parse_degrees(text) == canonical
+
+
+@pytest.mark.parametrize("text, words", [
+    ("fsdp=0", "must be at least 1"), ("xp=2", "unknown dimension 'xp'"),
+    ("fsdp=two", "positive integer"), ("tp=2,tp=4", "given twice"), ("fsdp", "dimension=degree")])
+def test_bad_layout_names_the_constraint(text, words):
+    with pytest.raises(ArchlintError, match=words):
+        make_settings(parallel=text)
+
+
+def test_zero_spelling_shards_the_data_parallel_ranks():
+    layout = layout_of(make_settings(parallel="dp=8", zero=2))
+    assert (layout.fsdp, layout.dp, layout.zero) == (8, 1, 2)
+    assert layout_of(make_settings()) is None
+    with pytest.raises(ArchlintError, match="no data-parallel ranks"):
+        layout_of(make_settings(zero=1))
+
+
+def test_config_table_sets_the_layout(tmp_path):
+    from archlint.config import load_config
+
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[tool.archlint]\nparallel = {fsdp = 8, tp = 2}\ncheckpoint = "full"\n')
+    settings = load_config(path).settings_for(None)
+    assert (settings.parallel, settings.checkpoint) == ("fsdp=8,tp=2", "full")
+
+
+# ---------------------------------------------------------------- violations, bad input
+
+TWELVE_HEADS = '''
+import torch
+from torch import nn
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(64, 48)
+        self.attn = nn.MultiheadAttention(48, 12, batch_first=True)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        return self.attn(x, x, x, need_weights=False)[0]
+'''
+
+
+def test_tp_must_divide_the_heads_of_the_124m_decoder():
+    graph = traced(GPT)
+    violations = make_plan(graph, Layout(tp=5), (1024,)).violations
+    assert [v.message for v in violations] == [
+        "tp=5 does not divide the 12 heads of blocks.0.attn",        # not qkv's 2304 too
+        "tp=5 does not divide the 3072 output features of blocks.0.mlp.fc",
+        "tp=5 does not divide the 3072 input features of blocks.0.mlp.proj"]
+    assert violations[0].location.line == 41
+    assert "1, 2, 3, 4, 6, 12" in violations[0].fix
+    assert not make_plan(graph, Layout(tp=4), (1024,)).violations
+
+
+def test_cp_must_divide_the_sequence_into_two_chunks_per_rank():
+    graph = traced(GPT)
+    assert make_plan(graph, Layout(cp=7), (8192,)).violations[0].message.startswith(
+        "cp=7 does not divide n=8192 into 2·cp = 14 chunks")
+    assert not make_plan(graph, Layout(cp=4), (8192,)).violations
+    lstm = traced("fixtures/lstm_model.py")
+    assert "recurrence" in make_plan(lstm, Layout(cp=2), (256,)).violations[0].message
+
+
+@pytest.mark.parametrize("layout, words", [
+    ("tp=5", "tp=5 does not divide the 12 heads of attn"),
+    ("fsdp=0", "fsdp=0: a degree must be at least 1"),
+    ("cp=7", "cp=7 does not divide n=8192"),
+    ("pp=2", "unknown dimension 'pp'")])
+def test_bad_layout_on_the_command_line_is_one_line_exit_2(tmp_path, layout, words):
+    model = tmp_path / "tiny.py"
+    model.write_text(TWELVE_HEADS)
+    result = CliRunner().invoke(main, ["check", str(model), "--seq-len", "8192",
+                                       "--parallel", layout, "--no-dynamic", "--isolated"])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("archlint")]
+    assert len(lines) == 1 and words in lines[0], result.stderr
+
+
+# ---------------------------------------------------------------- the budget answers
+
+
+def test_over_budget_names_a_layout_that_fits_and_one_that_does_not():
+    """AL207's fix is the smallest fsdp degree found to fit; its half must not fit."""
+    import archlint
+
+    report = archlint.analyze("fixtures/gpt_sdpa.py", seq_len=256, memory="2MB",
+                              parallel="fsdp=1", dynamic=False)
+    found = report.parallel.smallest_layout.value
+    assert found is not None and found.fsdp > 1
+    finding = next(f for f in report.findings if f.code == "AL207")
+    assert f"--parallel {found.text()}" in finding.fix
+    assert "AL201" not in [f.code for f in report.findings]       # the budget is per device
+    budget = report.parallel.budget
+    assert _step("fixtures/gpt_sdpa.py", found, 256).peak <= budget
+    assert _step("fixtures/gpt_sdpa.py", found.with_degrees(fsdp=found.fsdp // 2),
+                 256).peak > budget
+    fits = report.parallel.fits_up_to.value
+    if fits:
+        assert _step("fixtures/gpt_sdpa.py", Layout(), fits).peak <= budget
+
+
+def test_plan_without_layout_is_absent():
+    import archlint
+
+    report = archlint.analyze("fixtures/gpt_sdpa.py", seq_len=64, dynamic=False)
+    assert report.parallel is None and report.to_dict()["parallel"] is None
+    assert isinstance(Plan(blocks=()), Plan)
+
+
+def test_parallel_json_keys_are_documented():
+    import json
+    import re
+
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "json-schema.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", doc))
+    result = CliRunner().invoke(main, ["check", "fixtures/gpt_sdpa.py", "--seq-len", "128",
+                                       "--parallel", "fsdp=2", "--memory", "2MB",
+                                       "--no-dynamic", "--format", "json", "--isolated"])
+    section = json.loads(result.stdout)["reports"][0]["parallel"]
+    keys = set(section) | set(section["layout"]) | set(section["lengths"][0]) \
+        | set(section["lengths"][0]["memory"]) | set(section["lengths"][0]["communication"]) \
+        | set(section["fits_up_to"]) | set(section["tensor_parallel"])
+    assert sorted(keys - documented) == []
