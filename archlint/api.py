@@ -15,6 +15,7 @@ from torch import nn
 from archlint import cost, parallel, reach
 from archlint.classify import classify
 from archlint.findings import Finding
+from archlint.guard import stage
 from archlint.load import LoadedModel, load_module, load_target
 from archlint.report import ModelInfo, Report
 from archlint.rules import run_rules
@@ -52,7 +53,10 @@ def check(model: str | nn.Module, **options: Any) -> list[Finding]:
 
 
 def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
-    graph = classify(trace_model(loaded, target_len=settings.target_len))
+    with stage(f"tracing {loaded.name}"):
+        graph = trace_model(loaded, target_len=settings.target_len)
+    with stage(f"classifying the layers of {loaded.name}"):
+        graph = classify(graph)
     report = Report(
         model=ModelInfo(
             name=loaded.name, file=loaded.file, class_name=type(loaded.module).__name__,
@@ -60,10 +64,14 @@ def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
             input=loaded.input_spec.description),
         settings=settings, graph=graph)
     # analyses: each adds its section to the report
-    report.reach = reach.analyze(graph, settings)
-    report.cost = cost.analyze(graph, settings)
-    report.parallel = parallel.analyze(graph, settings, report.cost)
-    report.findings = run_rules(report, settings)
+    with stage(f"reach analysis of {loaded.name}"):
+        report.reach = reach.analyze(graph, settings)
+    with stage(f"cost analysis of {loaded.name}"):
+        report.cost = cost.analyze(graph, settings)
+    with stage(f"parallel layouts of {loaded.name}"):
+        report.parallel = parallel.analyze(graph, settings, report.cost)
+    with stage(f"rules on {loaded.name}"):
+        report.findings = run_rules(report, settings)
     if settings.baseline is not None:
         compare_with_baseline(report, settings.baseline)
     return report

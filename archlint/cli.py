@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -22,12 +21,14 @@ import click
 from archlint import __version__
 from archlint.errors import ArchlintError
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMATS = ("text", "json", "sarif", "github")
 
 
 def _guarded(function: Callable[..., int], debug: bool, *args: Any) -> None:
-    """Run a command body; user errors become one line and exit 2."""
+    """Run a command body; user errors become one line and exit 2, Ctrl-C exits 130."""
+    from archlint.sandbox import Interrupted
+
     try:
         code = function(*args)
     except ArchlintError as exc:
@@ -35,6 +36,12 @@ def _guarded(function: Callable[..., int], debug: bool, *args: Any) -> None:
             raise
         click.echo(f"archlint: error: {exc}", err=True)
         sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        click.echo("archlint: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Interrupted as exc:
+        click.echo(f"archlint: stopped by {exc}", err=True)
+        sys.exit(128 + exc.signum)
     sys.exit(code)
 
 
@@ -42,9 +49,6 @@ def _guarded(function: Callable[..., int], debug: bool, *args: Any) -> None:
 @click.version_option(__version__, prog_name="archlint")
 def main() -> None:
     """Static analysis of sequence models: reach and budget at any length."""
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 @main.command()
@@ -74,34 +78,37 @@ def main() -> None:
 @click.option("--baseline", help="Compare with this baseline file (AL501-AL503 regressions).")
 @click.option("--baseline-tolerance", "baseline_tolerance",
               help="Rise of peak memory or FLOPs that is a regression (0.02 or 2%).")
-@click.option("--write-baseline", "write_baseline", type=click.Path(dir_okay=False),
+@click.option("--write-baseline", "write_baseline", metavar="FILE",
               help="Write this run's baseline (peak, FLOPs, R, L, S, findings) to FILE.")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(FORMATS), help="Output format.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
               show_default=True, help="Color text output (auto: only on a terminal).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
+@click.option("--output", "-o", metavar="FILE",
               help="Write the report to this file instead of stdout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Use this pyproject.toml instead of the nearest one.")
 @click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
+@click.option("--timeout", help="Seconds one model may take (default 300; 90s, 5min).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
-          config_path: str | None, isolated: bool, debug: bool, write_baseline: str | None,
-          **options: Any) -> None:
+          config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
+          write_baseline: str | None, **options: Any) -> None:
     """Analyze model files (model.py, model.py:NAME, package.module:attr).
 
     Without TARGETS, checks the `models` listed in [tool.archlint].
     """
     _guarded(_check, debug, targets, output_format, color, output, config_path, isolated,
-             options, write_baseline)
+             timeout, debug, options, write_baseline)
 
 
 def _check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
-           config_path: str | None, isolated: bool, options: dict[str, Any],
-           write_baseline: str | None = None) -> int:
-    from archlint.format import FormatOptions, render
-    from archlint.session import CheckSession
+           config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
+           options: dict[str, Any], write_baseline: str | None = None) -> int:
+    from archlint.config import config_for
+    from archlint.outputs import checked_output, write_report
+    from archlint.sandbox import run_isolated
+    from archlint.target import parse_target
 
     overrides = {key: value for key, value in options.items() if value is not None}
     if write_baseline is not None and "baseline" not in overrides:
@@ -110,27 +117,47 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
         from archlint.baseline import load_baseline
 
         load_baseline(overrides["baseline"])          # a bad file fails before the analysis
-    session = CheckSession(overrides=overrides, config_path=config_path, isolated=isolated)
-    chosen = list(targets) or _configured_targets(session)
-    reports = session.check(chosen)
-    _refuse_undividable_layouts(reports)
-    if write_baseline is not None:
-        from archlint.baseline import write_baseline as write
-
-        write(write_baseline, reports)
+    chosen = list(dict.fromkeys(targets)) or _configured_targets(config_path, isolated)
+    for target in chosen:                      # every refusal before torch is imported
+        parse_target(target)
+        config_for(target, config_path, isolated).settings_for(target, overrides)
+    seconds = _timeout(timeout, config_path, isolated, chosen[0])
+    output = checked_output(output, chosen)
+    write_baseline = checked_output(write_baseline, chosen, option="--write-baseline")
     use_color = output is None and output_format == "text" and _color(color)
-    text = render(reports, output_format, FormatOptions(color=use_color))
+    root = os.getcwd()
+
+    def analysis(reporter) -> tuple[str, int]:  # noqa: ANN001 - runs in the child
+        from archlint.format import FormatOptions, render
+        from archlint.session import CheckSession
+
+        _quiet_library_warnings()
+        session = CheckSession(overrides=overrides, config_path=config_path,
+                               isolated=isolated)
+        reports = []
+        for target in chosen:
+            reporter.target(target)
+            reports.append(session.analyze(target))
+            os.chdir(root)                     # a model that changed directory
+        _refuse_undividable_layouts(reports)
+        if write_baseline is not None:
+            from archlint.baseline import write_baseline as write
+
+            write(write_baseline, reports)
+        text = render(reports, output_format, FormatOptions(color=use_color))
+        failing = [f for r in reports for f in _gating(r) if f.at_least(r.settings.fail_on)]
+        return text, EXIT_FINDINGS if failing else EXIT_CLEAN
+
+    outcome = run_isolated(analysis, seconds, debug)
+    if outcome.error is not None:
+        if outcome.debug:
+            click.echo(outcome.debug.rstrip(), err=True)
+        raise ArchlintError(outcome.error)
     if output is None:
-        click.echo(text, nl=False, color=use_color)
+        click.echo(outcome.text, nl=False, color=use_color)
     else:
-        try:
-            with open(output, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        except OSError as exc:
-            raise ArchlintError(f"{output}: cannot write the report ({exc.strerror}); "
-                                "pass a writable --output path") from exc
-    failing = [f for r in reports for f in _gating(r) if f.at_least(r.settings.fail_on)]
-    return EXIT_FINDINGS if failing else EXIT_CLEAN
+        write_report(output, outcome.text)
+    return outcome.code
 
 
 def _refuse_undividable_layouts(reports: list) -> None:
@@ -140,6 +167,8 @@ def _refuse_undividable_layouts(reports: list) -> None:
             if finding.code == "AL208":
                 where = f"{finding.location}: " if finding.location else ""
                 raise ArchlintError(f"{where}AL208 {finding.message}; {finding.fix}")
+
+
 def _gating(report) -> list:
     """The findings that decide the exit code: against a baseline that has the model,
     only its regressions (AL501-AL503); the accepted findings are still shown."""
@@ -150,8 +179,10 @@ def _gating(report) -> list:
     return report.findings
 
 
-def _configured_targets(session) -> list[str]:
-    config = session.config(None)
+def _configured_targets(config_path: str | None, isolated: bool) -> list[str]:
+    from archlint.config import config_for
+
+    config = config_for(None, config_path, isolated)
     targets = config.model_targets()
     if not targets:
         where = config.label if config.path else f"a pyproject.toml at or above {os.getcwd()}"
@@ -159,6 +190,28 @@ def _configured_targets(session) -> list[str]:
             f"no model given and no [tool.archlint] models in {where}; pass a model file "
             "(archlint check model.py) or list them: models = [\"models/*.py\"]")
     return targets
+
+
+def _timeout(flag: str | None, config_path: str | None, isolated: bool, target: str) -> float:
+    """``--timeout``, else ``timeout`` of the configuration, else the default."""
+    from archlint.config import DEFAULT_TIMEOUT, config_for, parse_timeout
+
+    if flag is not None:
+        try:
+            return parse_timeout(flag)
+        except ArchlintError as exc:
+            raise ArchlintError(f"--timeout: {exc}") from None
+    configured = config_for(target, config_path, isolated).timeout
+    return DEFAULT_TIMEOUT if configured is None else configured
+
+
+def _quiet_library_warnings() -> None:
+    """torch's and archlint's own warnings say nothing to a user (the report does);
+    warnings raised by the user's code are theirs and stay visible."""
+    import warnings
+
+    for module in (r"torch(\.|$)", r"archlint(\.|$)"):
+        warnings.filterwarnings("ignore", module=module)
 
 
 def _color(choice: str) -> bool:
@@ -181,34 +234,56 @@ def _color(choice: str) -> bool:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Read settings from this pyproject.toml.")
 @click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
+@click.option("--timeout", help="Seconds the whole profile may take (default 300).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def profile(target: str, out_dir: str, output_format: str, config_path: str | None,
-            isolated: bool, debug: bool, **options: Any) -> None:
+            isolated: bool, timeout: str | None, debug: bool, **options: Any) -> None:
     """Measure peak memory and time per step at each length, beside the prediction.
 
     A length whose predicted peak does not fit the free memory is refused, never run.
     Exit 1 when a length was refused or could not be measured.
     """
-    _guarded(_profile, debug, target, out_dir, output_format, config_path, isolated, options)
+    _guarded(_profile, debug, target, out_dir, output_format, config_path, isolated,
+             timeout, debug, options)
 
 
 def _profile(target: str, out_dir: str, output_format: str, config_path: str | None,
-             isolated: bool, options: dict[str, Any]) -> int:
-    import json
-
-    from archlint.profile import format_profile, run_profile
-    from archlint.session import CheckSession
+             isolated: bool, timeout: str | None, debug: bool, options: dict[str, Any]) -> int:
+    from archlint.config import config_for
+    from archlint.outputs import checked_directory
+    from archlint.sandbox import run_isolated
+    from archlint.target import parse_target
 
     overrides = {key: value for key, value in options.items() if value is not None}
-    session = CheckSession(overrides=overrides, config_path=config_path, isolated=isolated)
-    report = run_profile(target, session.settings(target), out_dir,
-                         echo=lambda text: click.echo(text, err=True))
-    if output_format == "json":
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        click.echo(format_profile(report))
-    measured = all(row.status == "measured" for row in report.rows)
-    return EXIT_CLEAN if measured else EXIT_FINDINGS
+    parse_target(target)
+    settings = config_for(target, config_path, isolated).settings_for(target, overrides)
+    if settings.mode == "decode":
+        raise ArchlintError("archlint profile measures train and infer steps: use "
+                            "--mode train or --mode infer")
+    seconds = _timeout(timeout, config_path, isolated, target)
+    out_dir = checked_directory(out_dir, "--out")
+
+    def measurement(reporter) -> tuple[str, int]:  # noqa: ANN001 - runs in the child
+        import json
+
+        from archlint.profile import format_profile, run_profile
+
+        _quiet_library_warnings()
+        reporter.target(target)
+        report = run_profile(target, settings, out_dir,
+                             echo=lambda text: print(text, file=sys.stderr, flush=True))
+        text = (json.dumps(report.to_dict(), indent=2) if output_format == "json"
+                else format_profile(report)) + "\n"
+        measured = all(row.status == "measured" for row in report.rows)
+        return text, EXIT_CLEAN if measured else EXIT_FINDINGS
+
+    outcome = run_isolated(measurement, seconds, debug)
+    if outcome.error is not None:
+        if outcome.debug:
+            click.echo(outcome.debug.rstrip(), err=True)
+        raise ArchlintError(outcome.error)
+    click.echo(outcome.text, nl=False)
+    return outcome.code
 
 
 @main.command("rules")
@@ -216,9 +291,9 @@ def rules_command() -> None:
     """List every rule: code, name, severity, summary."""
     from tabulate import tabulate
 
-    from archlint.rules import all_rules
+    from archlint.ruleinfo import rule_infos
 
-    rows = [(r.code, r.name, r.severity, r.summary()) for r in all_rules()]
+    rows = [(r.code, r.name, r.severity, r.summary) for r in rule_infos()]
     click.echo(tabulate(rows, headers=("code", "name", "severity", "summary")))
 
 
@@ -226,11 +301,11 @@ def rules_command() -> None:
 @click.argument("code")
 def explain(code: str) -> None:
     """Print a rule's documentation."""
-    from archlint.rules import documentation, rule_by_code
+    from archlint.ruleinfo import info_by_code
 
-    rule = rule_by_code(code)
+    rule = info_by_code(code)
     if rule is None:
         click.echo(f"archlint: error: unknown rule {code!r}; see `archlint rules`", err=True)
         sys.exit(EXIT_ERROR)
     click.echo(f"{rule.code} {rule.name} ({rule.severity})\n")
-    click.echo(documentation(rule))
+    click.echo(rule.doc)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import difflib
 import glob
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from archlint.errors import ArchlintError
+from archlint.ruleinfo import info_by_code
 from archlint.settings import SEVERITIES, Settings, make_settings
 
 if sys.version_info >= (3, 11):
@@ -59,7 +61,9 @@ SETTING_KEYS = {
     "parallel": "parallel", "checkpoint": "checkpoint", "zero": "zero", "offload": "offload",
     "baseline": "baseline", "baseline_tolerance": "baseline_tolerance",
 }
-PROJECT_KEYS = frozenset(SETTING_KEYS) | {"models", "rules", "model"}
+PROJECT_KEYS = frozenset(SETTING_KEYS) | {"models", "rules", "model", "timeout"}
+#: seconds one model may take before its run is stopped (``--timeout``, config ``timeout``)
+DEFAULT_TIMEOUT = 300.0
 ENTRY_KEYS = frozenset(SETTING_KEYS) | {"path", "rules"}
 
 
@@ -81,6 +85,7 @@ class ProjectConfig:
     rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: tuple[str, ...] = ()
     entries: tuple[ModelEntry, ...] = ()
+    timeout: float | None = None                # seconds; None: not set in this file
 
     @property
     def root(self) -> Path:
@@ -145,7 +150,7 @@ def find_config(start: str | os.PathLike[str]) -> Path | None:
         directory = directory.parent
     for folder in (directory, *directory.parents):
         candidate = folder / CONFIG_FILE
-        if candidate.is_file() and "archlint" in _read_toml(candidate).get("tool", {}):
+        if candidate.is_file() and _archlint_table(candidate) is not None:
             return candidate
     return None
 
@@ -157,7 +162,7 @@ def load_config(path: str | os.PathLike[str] | None) -> ProjectConfig:
     path = Path(path)
     if not path.is_file():
         raise ArchlintError(f"{path}: no such config file; pass a pyproject.toml")
-    table = _read_toml(path.resolve()).get("tool", {}).get("archlint")
+    table = _archlint_table(path.resolve())
     if table is None:
         raise ArchlintError(f"{_display(path)}: no [tool.archlint] table; add one or drop --config")
     return _parse(path, table)
@@ -180,6 +185,9 @@ def config_for(target: str | None, explicit: str | None = None,
 
 def _parse(path: Path, table: dict[str, Any]) -> ProjectConfig:
     label = _display(path)
+    if not isinstance(table, dict):
+        raise ArchlintError(f"{label}: tool.archlint must be a table ([tool.archlint]), "
+                            f"not {_toml(table)}")
     _check_keys(table, PROJECT_KEYS, label, "[tool.archlint]")
     values = _setting_values(table, label, "[tool.archlint]")
     if "baseline" in values:                    # a path relative to this pyproject.toml
@@ -192,6 +200,9 @@ def _parse(path: Path, table: dict[str, Any]) -> ProjectConfig:
     raw_entries = table.get("model", [])
     if isinstance(raw_entries, dict):
         raw_entries = [raw_entries]
+    if not isinstance(raw_entries, list):
+        raise ArchlintError(f"{label}: [tool.archlint] model must be an array of tables "
+                            "([[tool.archlint.model]])")
     entries = []
     for index, raw in enumerate(raw_entries):
         where = f"[[tool.archlint.model]] #{index + 1}"
@@ -202,7 +213,14 @@ def _parse(path: Path, table: dict[str, Any]) -> ProjectConfig:
             raise ArchlintError(f"{label}: {where} needs path = \"<file or glob>\"")
         entries.append(ModelEntry(raw["path"], _setting_values(raw, label, where),
                                   _rule_options(raw.get("rules", {}), label, where)))
-    return ProjectConfig(path=path, values=values,
+    timeout = None
+    if "timeout" in table:
+        try:
+            timeout = parse_timeout(table["timeout"])
+        except ArchlintError as exc:
+            raise ArchlintError(f"{label}: [tool.archlint] timeout = {_toml(table['timeout'])}: "
+                                f"{exc}") from None
+    return ProjectConfig(path=path, values=values, timeout=timeout,
                          rule_options=_rule_options(table.get("rules", {}), label,
                                                     "[tool.archlint]"),
                          models=tuple(models), entries=tuple(entries))
@@ -241,13 +259,11 @@ def _setting_values(table: dict[str, Any], label: str, where: str) -> dict[str, 
 
 def _rule_options(table: Any, label: str, where: str) -> dict[str, dict[str, Any]]:
     """``[tool.archlint.rules.<CODE>]`` tables, checked against each rule's options."""
-    from archlint.rules import rule_by_code
-
     if not isinstance(table, dict):
         raise ArchlintError(f"{label}: {where} rules must be a table of [rules.<CODE>] tables")
     parsed: dict[str, dict[str, Any]] = {}
     for code, options in table.items():
-        rule = rule_by_code(code)
+        rule = info_by_code(code)
         if rule is None:
             raise ArchlintError(f"{label}: {where} rules.{code}: unknown rule code; "
                                 "see `archlint rules`")
@@ -269,16 +285,16 @@ def _rule_options(table: Any, label: str, where: str) -> dict[str, dict[str, Any
 
 def _option_value(value: Any, default: Any, name: str, where: str) -> Any:
     if name == "severity":
-        if str(value).lower() not in SEVERITIES:
+        if not isinstance(value, str) or value.lower() not in SEVERITIES:
             raise ArchlintError(f"{where} = {_toml(value)}: use one of {', '.join(SEVERITIES)}")
-        return str(value).lower()
-    numeric = (int, float)
-    same_type = (isinstance(value, type(default)) or default is None
-                 or (isinstance(default, numeric) and isinstance(value, numeric)
-                     and not isinstance(value, bool) and not isinstance(default, bool)))
-    if not same_type:
+        return value.lower()
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)                    # 1 for a 0.5 default: a number all the same
+    if default is not None and type(value) is not type(default):
         raise ArchlintError(f"{where} = {_toml(value)}: expected a {type(default).__name__} "
                             f"like the default {_toml(default)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ArchlintError(f"{where} = {_toml(value)}: expected a finite number")
     return value
 
 
@@ -297,10 +313,56 @@ def _cached_toml(path: Path, mtime_ns: int) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ArchlintError(f"{_display(path)}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ArchlintError(f"{_display(path)}: invalid TOML: not UTF-8 text (byte "
+                            f"{exc.start}); save the file as UTF-8") from None
+    except RecursionError:
+        raise ArchlintError(f"{_display(path)}: invalid TOML: nested too deeply to "
+                            "read") from None
+    except OSError as exc:
+        raise ArchlintError(f"{_display(path)}: cannot read it ({exc.strerror}); fix its "
+                            "permissions or pass --isolated") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    return _cached_toml(path, path.stat().st_mtime_ns)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ArchlintError(f"{_display(path)}: cannot read it ({exc.strerror}); fix its "
+                            "permissions or pass --isolated") from None
+    return _cached_toml(path, stamp)
+
+
+def _archlint_table(path: Path) -> Any:
+    """The ``tool.archlint`` value of a pyproject (None: no such table). A ``tool`` that is
+    not a table cannot hold archlint's and is passed over, as other tools' files are."""
+    tool = _read_toml(path).get("tool")
+    return tool.get("archlint") if isinstance(tool, dict) else None
+
+
+def parse_timeout(value: Any) -> float:
+    """Seconds, ``> 0`` and finite: ``300``, ``"90s"``, ``"5min"``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        for unit, scale in (("min", 60.0), ("ms", 1e-3), ("s", 1.0)):
+            if text.endswith(unit) and text[: -len(unit)].strip():
+                return _seconds(text[: -len(unit)], value) * scale
+        return _seconds(text, value)
+    return _seconds(value, value)
+
+
+def _seconds(number: Any, shown: Any) -> float:
+    if isinstance(number, bool) or not isinstance(number, (int, float, str)) or (
+            isinstance(number, str) and len(number) > 30):
+        raise ArchlintError(f"timeout {shown!r} is not a duration: use seconds (300, 90s, 5min)")
+    try:
+        seconds = float(number)
+    except (ValueError, OverflowError):
+        raise ArchlintError(f"timeout {shown!r} is not a duration: use seconds "
+                            "(300, 90s, 5min)") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ArchlintError(f"timeout {shown!r} must be a positive, finite number of seconds")
+    return seconds
 
 
 def _split_attr(target: str) -> tuple[str, str | None]:

@@ -6,13 +6,23 @@ CLI flags or API keyword arguments. Every stage reads settings from here only.
 
 from __future__ import annotations
 
+import importlib.util
+import math
+import re
+import sys
+import types
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
+
+from archlint.units import MAX_DIGITS
 
 #: Default target length when neither the command line nor the config names one.
 DEFAULT_SEQ_LEN = 2048
 #: Default length at which dynamic probes run on real tensors.
 DEFAULT_PROBE_LEN = 64
+#: Longest probe length accepted: probes allocate real tensors at this length.
+MAX_PROBE_LEN = 4096
 
 SEVERITIES = ("info", "warning", "error")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -79,30 +89,83 @@ def _flag(value: Any) -> bool:
 
 
 def _codes(value: Any) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return tuple(sorted({str(item).strip().upper() for item in items if str(item).strip()}))
+    """Rule codes or prefixes (``AL1``, ``AL201``); one no rule has is an error, since a
+    typo would otherwise switch rules off (``select``) or be ignored silently."""
+    from archlint.ruleinfo import unknown_codes
+
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        items = list(value)
+    else:
+        raise ValueError(f"{value!r} is not a list of rule codes (e.g. [\"AL1\", \"AL201\"])")
+    codes = tuple(sorted({item.strip().upper() for item in items if item.strip()}))
+    unknown = unknown_codes(codes)
+    if unknown:
+        raise ValueError(f"unknown rule code {unknown[0]!r}; see `archlint rules` for the codes")
+    return codes
 
 
 def _choice(options: tuple[str, ...]):
     def check(value: Any) -> str:
-        if str(value).lower() not in options:
+        if not isinstance(value, str) or value.lower() not in options:
             raise ValueError(f"{value!r} is not one of {', '.join(options)}")
-        return str(value).lower()
+        return value.lower()
     return check
 
 
 def _positive_int(value: Any) -> int:
-    number = int(value)
-    if number <= 0:
+    """A whole number > 0: ``8``, ``"8"``, ``8.0``; never ``true``, ``1.5`` or ``nan``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an integer")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"{value!r} is not an integer")
+        value = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text.isdigit() or len(text) > MAX_DIGITS:
+            raise ValueError(f"{value!r} is not a positive integer")
+        value = int(text)
+    elif not isinstance(value, int):
+        raise ValueError(f"{value!r} is not an integer")
+    if value <= 0:
         raise ValueError(f"{value!r} must be a positive integer")
-    return number
+    return value
 
 
 def _positive_float(value: Any) -> float:
-    number = float(value)
+    """A finite number > 0 (``nan`` and ``inf`` are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{value!r} is not a number")
+    if isinstance(value, str) and len(value.strip()) > MAX_DIGITS:
+        raise ValueError(f"{value[:20]!r}... has more than {MAX_DIGITS} characters")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{value!r} is too large") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
     if number <= 0:
         raise ValueError(f"{value!r} must be positive")
     return number
+
+
+def _probe_len(value: Any) -> int:
+    from archlint.units import parse_length
+
+    length = parse_length(value)
+    if length > MAX_PROBE_LEN:
+        raise ValueError(f"{value!r} exceeds {MAX_PROBE_LEN}: probes run on real tensors, "
+                         "keep probe_len short (the default is "
+                         f"{DEFAULT_PROBE_LEN})")
+    return length
+
+
+def _rule_options(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError("rule_options must map rule codes to option tables")
+    return dict(value)
 
 
 def _path(value: Any) -> str | None:
@@ -152,13 +215,13 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         "latency_ms": _milliseconds,
         "max_serial_steps": _positive_int,
         "causal": _flag,
-        "probe_len": parse_length,
+        "probe_len": _probe_len,
         "select": _codes,
         "ignore": _codes,
         "fail_on": _choice(SEVERITIES),
         "dynamic": _flag,
         "warn_unused_noqa": _flag,
-        "rule_options": dict,
+        "rule_options": _rule_options,
         **_parallel_parsers(),
         "baseline": _path,
         "baseline_tolerance": _fraction,
@@ -183,10 +246,9 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
 
 def _parallel_parsers() -> dict[str, Any]:
     """Parsers of the layout settings (``archlint.parallel.layout`` owns their syntax)."""
-    from archlint.parallel.layout import CHECKPOINTS, parse_degrees, parse_zero
-
-    return {"parallel": parse_degrees, "checkpoint": _choice(CHECKPOINTS),
-            "zero": parse_zero, "offload": _flag}
+    layout = _plain_module("archlint.parallel.layout", "parallel/layout.py")
+    return {"parallel": layout.parse_degrees, "checkpoint": _choice(layout.CHECKPOINTS),
+            "zero": layout.parse_zero, "offload": _flag}
 
 
 def _memory(value: Any) -> dict[str, Any]:
@@ -194,14 +256,29 @@ def _memory(value: Any) -> dict[str, Any]:
     from archlint.errors import ArchlintError
     from archlint.units import parse_size
 
-    try:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ArchlintError(f"setting memory: {value!r} is not a size (16GB) or a device name")
+    if isinstance(value, int) or re.match(r"^\s*[-+.\d]", value):
         return {"memory": parse_size(value), "device": None}
-    except ArchlintError as size_error:
-        try:
-            from archlint.cost.devices import device_memory
-        except ImportError:
-            raise size_error from None
-        capacity = device_memory(str(value))
-        if capacity is None:
-            raise
-        return {"memory": capacity, "device": str(value).lower()}
+    capacity = _plain_module("archlint.cost.devices", "cost/devices.py").device_memory(value)
+    if capacity is None:
+        return {"memory": parse_size(value), "device": None}
+    return {"memory": capacity, "device": value.strip().lower()}
+
+
+def _plain_module(name: str, path: str) -> types.ModuleType:
+    """A module of plain data and parsers (the device table, the layout syntax), loaded
+    without running its package's ``__init__.py``, which imports torch: a flag naming an
+    unknown device or a bad layout must be refused before torch is imported. It is kept
+    under a private name (the package imports its own copy when it loads); what the
+    parsers return is plain data (ints, strings), the same from either copy."""
+    if name in sys.modules:
+        return sys.modules[name]
+    private = "archlint._plain." + name
+    if private not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            private, Path(__file__).resolve().parent / path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[private] = module
+        spec.loader.exec_module(module)
+    return sys.modules[private]

@@ -27,8 +27,13 @@ from archlint.graph import SourceLocation
 from archlint.report import Report
 from archlint.settings import Settings
 
+_WORD, _CODE = r"[A-Za-z]+\d*", r"[A-Za-z]+\d+"
+#: ``noqa: CODE, CODE`` (any word after the colon is read as a code, so a typo such as
+#: ``NOPE`` is caught instead of acting as a bare noqa); ``noqa AL106`` without the colon
+#: names its codes as well
 NOQA = re.compile(
-    r"#\s*archlint\s*:\s*noqa\b(?:\s*:\s*(?P<codes>[A-Za-z]+\d+(?:\s*[,\s]\s*[A-Za-z]+\d+)*))?",
+    rf"#\s*archlint\s*:\s*noqa\b(?:\s*:\s*(?P<codes>{_WORD}(?:\s*,\s*{_WORD}|\s+{_CODE})*)"
+    rf"|\s+(?P<bare_codes>{_CODE}(?:\s*,\s*{_WORD}|\s+{_CODE})*))?",
     re.IGNORECASE)
 
 
@@ -44,6 +49,12 @@ class Directive:
 
     def suppresses(self, finding: Finding) -> bool:
         return finding.code in self.codes if self.codes else True
+
+    def unknown(self) -> list[str]:
+        """Codes no rule has: they suppress nothing and are always reported (AL001)."""
+        from archlint.ruleinfo import info_by_code
+
+        return [code for code in self.codes if info_by_code(code) is None]
 
     def text(self) -> str:
         return "# archlint: noqa" + (f": {', '.join(self.codes)}" if self.codes else "")
@@ -74,8 +85,8 @@ def _parsed(path: str, stamp: int) -> tuple[Directive, ...]:
         match = NOQA.search(comment)
         if match is None:
             continue
-        codes = tuple(sorted({c.upper() for c in re.split(r"[,\s]+", match["codes"] or "")
-                              if c}))
+        listed = match["codes"] or match["bare_codes"] or ""
+        codes = tuple(sorted({c.upper() for c in re.split(r"[,\s]+", listed) if c}))
         found.append(Directive(path, line, codes, spans.get(line, range(line, line + 1))))
     return tuple(found)
 
@@ -108,8 +119,7 @@ def apply_suppressions(report: Report, settings: Settings | None = None) -> None
             directive.used.add(finding.code)
         else:
             kept.append(finding)
-    if settings.warn_unused_noqa:
-        kept.extend(_unused(found, settings))
+    kept.extend(_unused(found, settings))
     report.findings = sorted(kept, key=Finding.sort_key)
 
 
@@ -138,10 +148,21 @@ def _unused(found: dict[str, list[Directive]], settings: Settings) -> list[Findi
     from archlint.rules.unused_noqa import UnusedNoqa
 
     enabled = {rule.code for rule in enabled_rules(settings)}
+    if UnusedNoqa.code not in enabled:
+        return []
     rule = UnusedNoqa(settings)
     findings = []
     for file in sorted(found):
         for directive in found[file]:
+            if not settings.warn_unused_noqa:
+                if directive.unknown():                 # a typo is reported unasked
+                    findings.append(rule.finding(
+                        f"unknown rule code {', '.join(directive.unknown())} in "
+                        f"`{directive.text()}`: it suppresses nothing",
+                        fix="use the codes `archlint rules` lists, e.g. "
+                            "`# archlint: noqa: AL106`",
+                        location=SourceLocation(file, directive.line)))
+                continue
             unused = _unused_codes(directive, enabled, rule_by_code)
             if unused is None:
                 continue

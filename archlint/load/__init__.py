@@ -16,6 +16,7 @@ from torch import nn
 
 from archlint.errors import ArchlintError
 from archlint.graph import InputSpec, SourceLocation
+from archlint.guard import stage
 from archlint.load.discover import find_model, import_target, parse_target
 from archlint.load.inputs import infer_input
 from archlint.load.source import display_path, module_locations, record_construction, user_sites
@@ -43,8 +44,10 @@ def load_target(text: str) -> LoadedModel:
     # a fixed seed makes randomly initialized weights, and so every number measured on
     # them (effective receptive field), the same on every run; the caller's RNG is kept
     with record_construction() as sites, torch.random.fork_rng(), _seeded():
-        namespace = import_target(target)
-        model, attr = find_model(namespace, target)
+        with stage(f"importing {target.label}"):
+            namespace = import_target(target)
+        with stage(f"building the model of {target.label}"):
+            model, attr = find_model(namespace, target)
     label = f"{target.label}:{attr}"
     example = getattr(namespace, "example_input", None)
     if example is not None and not callable(example):

@@ -18,46 +18,18 @@ import importlib.util
 import inspect
 import os
 import sys
-import traceback
 import types
-from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from archlint.errors import ArchlintError
-from archlint.load.source import is_user_frame
+from archlint.guard import describe
+from archlint.target import Target, parse_target
+
+__all__ = ["Target", "parse_target", "import_target", "find_model"]
 
 FACTORIES = ("build_model", "get_model")
-
-
-@dataclass
-class Target:
-    """A parsed model target: where the code lives and which attribute (if named)."""
-
-    text: str
-    path: str | None        # a .py file, or None for package.module
-    module_name: str | None
-    attr: str | None
-
-    @property
-    def label(self) -> str:
-        return self.path or self.module_name or self.text
-
-
-def parse_target(text: str) -> Target:
-    """Split ``model.py:NAME`` / ``pkg.mod:attr`` / ``model.py``."""
-    head, sep, attr = text.rpartition(":") if ":" in text else (text, "", "")
-    if not sep:
-        head, attr = text, ""
-    if head.endswith(".py") or os.sep in head or os.path.exists(head):
-        if not os.path.isfile(head):
-            raise ArchlintError(f"{head}: no such file; pass a model file such as model.py")
-        return Target(text, head, None, attr or None)
-    if not head.replace(".", "").replace("_", "").isalnum():
-        raise ArchlintError(
-            f"{text}: not a model target; use model.py, model.py:NAME or package.module:attr")
-    return Target(text, None, head, attr or None)
 
 
 def import_target(target: Target) -> types.ModuleType:
@@ -76,7 +48,7 @@ def import_target(target: Target) -> types.ModuleType:
             f"{target.label}: cannot import {exc.name!r}; install it or fix the import") from exc
     except Exception as exc:  # noqa: BLE001 - anything the user's module raises at import
         raise ArchlintError(
-            f"{target.label}: importing it raised {_describe(exc)}; "
+            f"{target.label}: importing it raised {describe(exc)}; "
             "fix the error (run with --debug for the traceback)") from exc
 
 
@@ -89,13 +61,17 @@ def _import_file(path: str) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     sys.path.insert(0, directory)   # so the model file can import its siblings
+    cwd = os.getcwd()
     try:
         spec.loader.exec_module(module)
     except BaseException:
         sys.modules.pop(name, None)
         raise
     finally:
-        sys.path.remove(directory)
+        if directory in sys.path:
+            sys.path.remove(directory)
+        if os.getcwd() != cwd:      # paths in the report stay relative to where archlint ran
+            os.chdir(cwd)
     return module
 
 
@@ -172,18 +148,9 @@ def _materialize(obj: Any, name: str, target: Target) -> nn.Module:
         model = obj()
     except Exception as exc:  # noqa: BLE001 - the user's constructor
         raise ArchlintError(
-            f"{target.label}:{name}() raised {_describe(exc)}; fix the constructor "
+            f"{target.label}:{name}() raised {describe(exc)}; fix the constructor "
             "(run with --debug for the traceback)") from exc
     if not isinstance(model, nn.Module):
         raise ArchlintError(
             f"{target.label}:{name}() returned {type(model).__name__}, not an nn.Module")
     return model
-
-
-def _describe(exc: BaseException) -> str:
-    """``ValueError: bad size (model.py:12)`` — the exception and the user line raising it."""
-    text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_frame(f.filename)]
-    if frames:
-        text += f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
-    return text

@@ -21,6 +21,7 @@ from torch import nn
 
 from archlint.errors import ArchlintError
 from archlint.graph import InputSpec
+from archlint.guard import describe, stage
 
 #: Length of the validation forward pass. Unusual on purpose, so that it is unlikely to
 #: equal a channel count and a wrong layout fails loudly instead of running by accident.
@@ -117,10 +118,13 @@ def from_example_input(function: Callable[..., Any]) -> InputSpec:
         return tuple(args) if isinstance(args, (tuple, list)) else (args,)
 
     try:
-        short, long_ = make(16, 1), make(24, 1)
+        with stage("calling example_input(seq_len, batch)"):
+            short, long_ = make(16, 1), make(24, 1)
+    except ArchlintError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the user's function
         raise ArchlintError(
-            f"example_input(seq_len, batch) raised {type(exc).__name__}: {exc}; "
+            f"example_input(seq_len, batch) raised {describe(exc)}; "
             "it must return the forward arguments for any seq_len") from exc
     seq_dims = tuple(_moving_dim(a, c) for a, c in zip(short, long_))
     if all(dim is None for dim in seq_dims):
@@ -167,16 +171,18 @@ def infer_input(model: nn.Module, example: Callable[..., Any] | None,
             if step >= len(ladder):
                 continue
             try:
-                with torch.no_grad():
+                with stage(f"running forward of {label} at n={ladder[step]} to check its "
+                           "input"), torch.no_grad():
                     model(*spec.make(ladder[step], 1), **spec.kwargs)
+            except ArchlintError:
+                raise
             except Exception as exc:  # noqa: BLE001 - the user's forward
                 first[index] = first[index] or (ladder[step], exc)
                 continue
             return replace(spec, min_len=ladder[step])
     length, exc = first[0]
-    message = str(exc).splitlines()[0] if str(exc) else ""
     tried = ", ".join(str(n) for n in ladders[0])
     hint = "" if example is not None else "; or define example_input(seq_len, batch)"
     raise ArchlintError(
-        f"{label}: forward raised {type(exc).__name__}: {message} with input "
+        f"{label}: forward raised {describe(exc)} with input "
         f"{specs[0].description} at n={length} (tried n={tried}){hint}") from exc

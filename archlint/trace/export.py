@@ -8,6 +8,7 @@ Face ``ModelOutput``) export too.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -69,7 +70,9 @@ def export_graph(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> torch
     recorder = CallSiteRecorder()
     # under no_grad, regions a model runs with grad disabled (rotary tables in HF models)
     # stay inline instead of becoming wrap_with_set_grad_enabled subgraphs
-    with recorder, torch.no_grad(), quiet_torch_logs():
+    # a failed export prints its partial FX graph on sys.stderr: the note says why instead
+    with recorder, torch.no_grad(), quiet_torch_logs(), \
+            contextlib.redirect_stderr(io.StringIO()):
         program = torch.export.export(TensorOutputs(model, kwargs), args, strict=False)
     graph_module = program.module()
     for node in graph_module.graph.nodes:

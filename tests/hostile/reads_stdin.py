@@ -1,0 +1,2 @@
+"""Asks a question with input() at import."""
+answer = input("continue? ")
