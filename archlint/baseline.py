@@ -149,6 +149,10 @@ class BaselineDiff:
     def regressions(self) -> list[Move]:
         return [m for m in self.moves if m.regression]
 
+    def regressions_of(self, *kinds: str) -> list[Move]:
+        """The regressions of the given kinds: what one baseline rule reports."""
+        return [m for m in self.regressions if m.kind in kinds]
+
     @property
     def improvements(self) -> list[Move]:
         return [m for m in self.moves if not m.regression]

@@ -40,8 +40,7 @@ class BaselineCostRegression(Rule):
         diff = getattr(report, "baseline", None)
         if diff is None:
             return
-        for move in diff.regressions:
-            if move.kind in ("peak_bytes", "flops"):
-                yield self.finding(move.text,
-                                   fix=f"shrink it back, or accept it: `archlint check "
-                                   f"--write-baseline {diff.path}`")
+        for move in diff.regressions_of("peak_bytes", "flops"):
+            yield self.finding(move.text,
+                               fix=f"shrink it back, or accept it: `archlint check "
+                               f"--write-baseline {diff.path}`")

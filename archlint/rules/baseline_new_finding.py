@@ -42,10 +42,9 @@ class BaselineNewFinding(Rule):
         diff = getattr(report, "baseline", None)
         if diff is None:
             return
-        for move in diff.regressions:
-            if move.kind == "finding":
-                yield self.finding(move.text, fix=_fix(diff.path),
-                                   location=move.finding.location, layer=None)
+        for move in diff.regressions_of("finding"):
+            yield self.finding(move.text, fix=_fix(diff.path),
+                               location=move.finding.location, layer=None)
 
 
 def _fix(path: str) -> str:

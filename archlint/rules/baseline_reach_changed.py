@@ -39,8 +39,7 @@ class BaselineReachChanged(Rule):
         diff = getattr(report, "baseline", None)
         if diff is None:
             return
-        for move in diff.regressions:
-            if move.kind in ("receptive_field", "serial_steps", "dependency_path"):
-                yield self.finding(move.text,
-                                   fix=f"restore it, or accept the change: `archlint check "
-                                   f"--write-baseline {diff.path}`")
+        for move in diff.regressions_of("receptive_field", "serial_steps", "dependency_path"):
+            yield self.finding(move.text,
+                               fix=f"restore it, or accept the change: `archlint check "
+                               f"--write-baseline {diff.path}`")
