@@ -233,6 +233,16 @@ def test_decoder_bf16_fits_by_a_second_run(decoder):
     assert advice.suggestions[0].key == "bf16"       # the first same-model change that fits
 
 
+def test_decoder_ranking_is_the_readme_example(decoder):
+    _, advice = decoder
+    assert [s.key for s in advice.suggestions] == [
+        "bf16", "parallel", "downsample", "shorter-n", "checkpoint", "linear-attention"]
+    text = advice.render_text()
+    assert "  now:   R n (causal prefix), L -, S 12; peak 34.7 GB, 162.8 TFLOPs" in text
+    assert "1    bfloat16 autocast         19.7 GB  162.8 T" in text
+    assert "   fixtures/gpt2_124m.py:77: blocks.0-11" in text
+
+
 def test_decoder_checkpointing_by_hand(decoder):
     report, advice = decoder
     checkpoint = advice.suggestion("checkpoint")
