@@ -15,7 +15,7 @@ from archlint.parallel.layout import Layout, layout_of, parse_degrees
 from archlint.parallel.plan import Plan, blocks_of, make_plan
 from archlint.parallel.simulate import simulate
 from archlint.settings import make_settings
-from tests.conftest import traced
+from tests.conftest import ROOT, traced
 
 GPT = "fixtures/gpt2_124m.py"
 #: GPT-2 small's parameter count, worked by hand in the fixture's docstring
@@ -256,3 +256,75 @@ def test_cp2_halves_the_activations_per_device():
     assert one.saved["activations"] > 0
     assert two.saved["activations"] == pytest.approx(one.saved["activations"] / 2, rel=0.01)
     assert _state(two) == _state(one)                # cp does not shard the weights
+
+
+# ---------------------------------------------------------------- activation checkpointing
+
+#: the 124M decoder's sizes (fixtures/gpt2_124m.py)
+S, H, HEADS, LAYERS, VOCAB = 1024, 768, 12, 12, 50257
+
+
+def _outside_blocks(s: int, b: int = 1) -> int:
+    """Bytes the 124M decoder saves outside its blocks in bfloat16, by hand: the token
+    ids and positions (int64, 8·s·b and 8·s), ln_f's input and output (2·s·b·h each) and
+    its mean and rstd (bfloat16, 2·s·b each), and the logits the forward returns
+    (2·s·b·V)."""
+    return 8 * s * b + 8 * s + 2 * (2 * s * b * H) + 2 * (2 * s * b) + 2 * s * b * VOCAB
+
+
+def _block(s: int, b: int = 1) -> int:
+    """Bytes one block saves for backward in bfloat16, by hand (Korthikanti et al. 2022,
+    Sec. 4.1, with no dropout): LayerNorm inputs 2+2, qkv input 2, q/k/v 6, attention
+    output (the proj input) 2, MLP input 2, GELU input 8 and output 8 — 32·s·b·h, their
+    34·s·b·h less the two 1-byte dropout masks — plus each LayerNorm's mean and rstd
+    (2·s·b bytes each) and the fused attention's log-sum-exp (float32, 4·a·s·b); no
+    a·s²·b scores (scaled_dot_product_attention never stores them)."""
+    return 32 * s * b * H + 4 * (2 * s * b) + 4 * HEADS * s * b
+
+
+def test_no_checkpoint_saves_every_block_of_the_124m_decoder():
+    step = _step(GPT, Layout(fsdp=8), S, "bfloat16")
+    assert step.saved["activations"] == LAYERS * _block(S) + _outside_blocks(S)
+
+
+def test_full_checkpoint_keeps_the_korthikanti_2sbh_per_layer():
+    """Full recompute (Korthikanti et al. 2022, Sec. 5): each layer keeps only its input,
+    2·s·b·h bytes at 16-bit; the rest is recomputed in backward, one block at a time."""
+    step = _step(GPT, Layout(fsdp=8, checkpoint="full"), S, "bfloat16")
+    assert step.saved["activations"] == LAYERS * 2 * S * H + _outside_blocks(S)
+    none = _step(GPT, Layout(fsdp=8), S, "bfloat16")
+    assert none.saved["activations"] - step.saved["activations"] \
+        == LAYERS * (_block(S) - 2 * S * H)
+    assert _state(step) == _state(none)              # checkpointing keeps the weights
+
+
+def test_full_checkpoint_peak_holds_one_recomputed_block(tmp_path):
+    """At the backward peak the device holds the kept layer inputs plus the one block
+    being recomputed (its 32·s·b·h + statistics, allocated in backward: temporaries), not
+    two. A small vocabulary (64) keeps the logits from setting the peak."""
+    model = tmp_path / "gpt_small_vocab.py"
+    model.write_text((ROOT / GPT).read_text().replace(
+        "GPT(vocab_size=50257, max_len=1024, d_model=768, n_heads=12, n_layers=12)",
+        "GPT(vocab_size=64, max_len=1024, d_model=768, n_heads=12, n_layers=4)"))
+    layout = Layout(fsdp=8, checkpoint="full")
+    graph = traced(str(model))
+    step = simulate(graph, layout, make_plan(graph, layout, (S,)), S, 1, "bfloat16", "adam")
+    assert step.phase == "backward"
+    kept = 4 * 2 * S * H
+    held = step.parts["activations"] + step.parts["temporaries"]
+    assert step.parts["temporaries"] >= _block(S)
+    assert _block(S) <= held < kept + 2 * _block(S)
+    plain = simulate(graph, Layout(fsdp=8), make_plan(graph, Layout(fsdp=8), (S,)), S, 1,
+                     "bfloat16", "adam")
+    assert step.peak < plain.peak
+
+
+def test_selective_checkpointing_is_refused_with_the_reason(tmp_path):
+    model = tmp_path / "tiny.py"
+    model.write_text(TWELVE_HEADS)
+    result = CliRunner().invoke(main, ["check", str(model), "--seq-len", "64", "--parallel",
+                                       "fsdp=2", "--checkpoint", "selective", "--no-dynamic",
+                                       "--isolated"])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'selective' is not simulated" in lines[0], result.stderr

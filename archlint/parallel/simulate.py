@@ -6,8 +6,8 @@ torchtitan's order:
 
 1. the TP plan (:mod:`.plan`): ``parallelize_module`` with ``ColwiseParallel`` /
    ``RowwiseParallel`` over the ``tp`` mesh dimension;
-2. activation checkpointing of each block (``checkpoint_wrapper``; ``selective`` keeps
-   the outputs of matmuls and attention and recomputes the rest);
+2. activation checkpointing of each block (``checkpoint_wrapper``, non-reentrant: the
+   block keeps only its input and recomputes the rest in backward);
 3. ``fully_shard`` on each block, then on the root, over the ``dp``×``fsdp`` mesh
    (HSDP when ``dp`` > 1), with a ``MixedPrecisionPolicy`` for bfloat16/float16
    (fp32 master weights and gradients, 16-bit compute);
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,29 +160,10 @@ def _checkpointed(module: nn.Module, path: str, how: str) -> nn.Module:
         checkpoint_wrapper,
     )
 
-    options: dict[str, Any] = {}
-    if how == "selective":
-        from torch.utils.checkpoint import create_selective_checkpoint_contexts
-        options["context_fn"] = functools.partial(create_selective_checkpoint_contexts,
-                                                  _keep_matmuls)
-    wrapped = checkpoint_wrapper(block, checkpoint_impl=CheckpointImpl.NO_REENTRANT, **options)
+    wrapped = checkpoint_wrapper(block, checkpoint_impl=CheckpointImpl.NO_REENTRANT)
     parent_path, _, name = path.rpartition(".")
     setattr(module.get_submodule(parent_path) if parent_path else module, name, wrapped)
     return wrapped
-
-
-#: ops whose outputs selective checkpointing keeps (torchtitan's op-level policy)
-_SAVED_OPS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default,
-              torch.ops.aten.bmm.default,
-              torch.ops.aten._scaled_dot_product_flash_attention.default,
-              torch.ops.aten._scaled_dot_product_efficient_attention.default,
-              torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default}
-
-
-def _keep_matmuls(ctx: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
-    from torch.utils.checkpoint import CheckpointPolicy
-    return (CheckpointPolicy.MUST_SAVE if func in _SAVED_OPS
-            else CheckpointPolicy.PREFER_RECOMPUTE)
 
 
 def _fully_shard(module: nn.Module, blocks: list[nn.Module], layout: Layout, mesh: Any,
