@@ -328,3 +328,69 @@ def test_selective_checkpointing_is_refused_with_the_reason(tmp_path):
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "'selective' is not simulated" in lines[0], result.stderr
+
+
+# ---------------------------------------------------------------- ZeRO stages
+
+SMALL = "fixtures/gpt_sdpa.py"
+
+
+def _partitioned(module, world: int) -> int:
+    """Elements of rank 0's ZeRO-1 optimizer partition: ⌈numel/N⌉ of each parameter."""
+    unique = {id(p): p for p in module.parameters()}.values()
+    return sum(-(-p.numel() // world) for p in unique)
+
+
+@pytest.mark.parametrize("zero", [1, 2, 3])
+def test_zero_stage_state_by_hand(zero):
+    """float32 Adam, N = 4 data-parallel ranks, Ψ parameters (Rajbhandari et al. 2020,
+    Fig. 1, with 4 + 4 + 8 bytes per parameter instead of mixed precision's 2 + 2 + 12):
+
+    - ZeRO-1 shards the optimizer state: 4Ψ + 4Ψ + 8Ψ/N (gradients whole, all-reduced);
+    - ZeRO-2 shards gradients too: 4Ψ + 4Ψ/N + 8Ψ/N, plus FSDP2's own 4Ψ/N shard of the
+      parameters next to the whole ones it keeps gathered;
+    - ZeRO-3 shards the parameters: (4 + 4 + 8)Ψ/N.
+
+    Shards are each parameter's dim 0 padded to a multiple of N; Adam adds a float32
+    step counter per parameter tensor."""
+    graph = traced(SMALL)
+    psi = sum(p.numel() for p in graph.module.parameters())
+    tensors = len(list(graph.module.parameters()))
+    world = 4
+    shard = _padded(graph.module, world) // world
+    step = _step(SMALL, Layout(fsdp=world, zero=zero), 128)
+    assert step.method == "simulated"
+    counters = 4 * tensors
+    expected = {
+        1: (4 * psi, 4 * psi, 8 * _partitioned(graph.module, world) + counters),
+        2: (4 * psi + 4 * shard, 4 * shard, 8 * shard + counters),
+        3: (4 * shard, 4 * shard, 8 * shard + counters),
+    }[zero]
+    assert (step.state["parameters"], step.state["gradients"], step.state["optimizer"]) \
+        == expected
+    paper = {1: 8 * psi + 8 * psi / world, 2: 4 * psi + 12 * psi / world,
+             3: 16 * psi / world}[zero]
+    extra = 4 * psi / world if zero == 2 else 0          # FSDP2's shard, stated above
+    assert _state(step) - extra == pytest.approx(paper, rel=0.01)
+
+
+def test_zero_stages_differ_in_collectives_and_gathered_weights():
+    """Per step, 4-byte parameters P' (padded): ZeRO-3 all-gathers each block twice
+    (forward, backward) and reduce-scatters once; ZeRO-2 gathers once and keeps every
+    block gathered through backward (4Ψ at the peak); ZeRO-1 all-reduces the whole
+    gradient (4Ψ) and gathers the updated partitions after the step (by formula)."""
+    graph = traced(SMALL)
+    psi = sum(p.numel() for p in graph.module.parameters())
+    padded = _padded(graph.module, 4)
+    three, two, one = (_step(SMALL, Layout(fsdp=4, zero=z), 128) for z in (3, 2, 1))
+    assert (three.collectives["all_gather"], three.collectives["reduce_scatter"]) \
+        == (2 * 4 * padded, 4 * padded)
+    assert (two.collectives["all_gather"], two.collectives["reduce_scatter"]) \
+        == (4 * padded, 4 * padded)
+    assert one.collectives["reduce_scatter"] == 0
+    assert one.collectives["all_reduce"] == 4 * psi
+    assert one.collectives["all_gather"] == 4 * 4 * _partitioned(graph.module, 4)
+    assert any("by formula" in text for text in one.formula)
+    assert not three.formula and not two.formula
+    assert two.parts["gathered_parameters"] == 4 * psi
+    assert three.parts["gathered_parameters"] < 4 * psi
