@@ -58,6 +58,7 @@ class Outcome:
     code: int = 0
     error: str | None = None
     debug: str | None = None          # the traceback, with --debug
+    deps: dict[str, str] | None = None  # the user's files the run imported (for the cache)
 
 
 class Interrupted(Exception):
@@ -229,6 +230,7 @@ def _watch(pid: int, messages: int, dump: int, timeout: float) -> Outcome:
     stage, target = "starting", ""
     deadline = time.monotonic() + timeout
     outcome: Outcome | None = None
+    deps: dict[str, str] | None = None
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -256,8 +258,10 @@ def _watch(pid: int, messages: int, dump: int, timeout: float) -> Outcome:
                 sys.stderr.write(message["stderr"])
             if "error" in message and outcome is None:
                 outcome = Outcome(error=message["error"], debug=message.get("debug"))
+            if "deps" in message:
+                deps = message["deps"]
             if "text" in message and outcome is None:
-                outcome = Outcome(text=message["text"], code=message["code"])
+                outcome = Outcome(text=message["text"], code=message["code"], deps=deps)
     status = _reap(pid)
     if outcome is not None:
         return outcome
