@@ -143,6 +143,7 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
             return answer.code
 
     def analysis(reporter) -> tuple[str, int]:  # noqa: ANN001 - runs in the child
+        import archlint.api  # noqa: F401 - importing torch is not the first model's time
         from archlint.format import FormatOptions, render
         from archlint.session import CheckSession
 

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from archlint import guard, memlimit
 from archlint.errors import ArchlintError
 
+#: seconds the child may take to import torch and archlint before the first model
+_STARTUP = 120.0
 #: seconds the parent waits for the stack dump of a child that ran out of time
 _DUMP_WAIT = 1.0
 _PR_SET_PDEATHSIG = 1
@@ -244,7 +246,9 @@ def _die_with_parent() -> None:
 def _watch(pid: int, messages: int, dump: int, timeout: float) -> Outcome:
     buffer = b""
     stage, target = "starting", ""
-    deadline = time.monotonic() + timeout
+    # importing torch and archlint is not the model's time: its own allowance, and each
+    # model's timeout starts when that model does (the ``target`` message)
+    deadline = time.monotonic() + max(timeout, _STARTUP)
     outcome: Outcome | None = None
     deps: dict[str, str] | None = None
     while True:
