@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from archlint import guard, memlimit
 from archlint.errors import ArchlintError
 
+#: seconds the child may take to import torch and archlint before the first model
+_STARTUP = 120.0
 #: seconds the parent waits for the stack dump of a child that ran out of time
 _DUMP_WAIT = 1.0
 _PR_SET_PDEATHSIG = 1
@@ -63,6 +65,7 @@ class Outcome:
     code: int = 0
     error: str | None = None
     debug: str | None = None          # the traceback, with --debug
+    deps: dict[str, str] | None = None  # the user's files the run imported (for the cache)
 
 
 class Interrupted(Exception):
@@ -243,8 +246,11 @@ def _die_with_parent() -> None:
 def _watch(pid: int, messages: int, dump: int, timeout: float) -> Outcome:
     buffer = b""
     stage, target = "starting", ""
-    deadline = time.monotonic() + timeout
+    # importing torch and archlint is not the model's time: its own allowance, and each
+    # model's timeout starts when that model does (the ``target`` message)
+    deadline = time.monotonic() + max(timeout, _STARTUP)
     outcome: Outcome | None = None
+    deps: dict[str, str] | None = None
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -272,8 +278,10 @@ def _watch(pid: int, messages: int, dump: int, timeout: float) -> Outcome:
                 sys.stderr.write(message["stderr"])
             if "error" in message and outcome is None:
                 outcome = Outcome(error=message["error"], debug=message.get("debug"))
+            if "deps" in message:
+                deps = message["deps"]
             if "text" in message and outcome is None:
-                outcome = Outcome(text=message["text"], code=message["code"])
+                outcome = Outcome(text=message["text"], code=message["code"], deps=deps)
     status = _reap(pid)
     if outcome is not None:
         return outcome
