@@ -397,6 +397,7 @@ def _advise(target: str, output_format: str, output: str | None, config_path: st
     def advice(reporter) -> tuple[str, int]:  # noqa: ANN001 - runs in the child
         import json
 
+        import archlint.api  # noqa: F401 - importing torch is not the model's time
         from archlint.advise import advise as advise_report
         from archlint.session import CheckSession
 

@@ -252,6 +252,25 @@ def test_decoder_checkpointing_by_hand(decoder):
     assert checkpoint.standing.fits is False          # the 50257-way logits stay over 24 GB
 
 
+def test_decoder_checkpointing_with_bf16_when_neither_fits_alone(decoder):
+    """At 19 GB neither bf16 (19.7 GB) nor checkpointing (25 GB) fits: both together."""
+    from archlint.advise.candidates import checkpointing_bf16
+    from archlint.advise.context import Context
+
+    report, advice = decoder
+    goals = dataclasses.replace(advice.goals, budget=19 * GB)
+    ctx = Context(report=report, goals=goals, position=advice.position.judged(goals))
+    alone = [dataclasses.replace(advice.suggestion(key),
+                                 standing=advice.suggestion(key).standing.judged(goals))
+             for key in ("bf16", "checkpoint")]
+    assert [s.standing.fits for s in alone] == [False, False]
+    (both,) = checkpointing_bf16(ctx, alone)
+    assert both.key == "checkpoint+bf16" and both.method == RERUN and both.standing.fits
+    # the residual stream stays float32 under autocast: the same 12 block inputs are kept
+    assert both.details["activations_after"] == 12 * 32768 * 768 * 4 + 2 * 32768 * 8
+    assert both.standing.peak < min(s.standing.peak for s in alone)
+
+
 def test_decoder_linear_attention_by_hand(decoder):
     report, advice = decoder
     linear = advice.suggestion("linear-attention")

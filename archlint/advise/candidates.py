@@ -169,7 +169,10 @@ def checkpointing_bf16(ctx: Context, found: list[Suggestion]) -> list[Suggestion
     except Exception as error:  # noqa: BLE001
         return [_failed("checkpoint+bf16", title, change, where, RERUN, detail, error)]
     return [Suggestion("checkpoint+bf16", title, change, where, RERUN, detail,
-                       ctx.standing(prediction), details={"blocks": len(blocks)})]
+                       ctx.standing(prediction),
+                       details={"blocks": len(blocks),
+                                "activations_after": prediction.memory.parts.get(
+                                    "activations", 0)})]
 
 
 # -- sliding-window attention -----------------------------------------------------------
