@@ -352,6 +352,17 @@ def test_cli_advice_text_and_json():
     tcn = document["suggestions"][0]
     assert tcn["key"] == "tcn" and tcn["after"]["serial_steps"] == 10
     assert tcn["where"][0]["location"] == "fixtures/seed000_lstm.py:15"
+    # docs/json-schema.md names every key of the document
+    import re
+    from pathlib import Path
+
+    doc = Path("docs/json-schema.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", doc[doc.index("## `archlint advise"):]))
+    sections = {"advice": document, "goals": document["goals"],
+                "position": document["position"], "suggestion": tcn, "after": tcn["after"],
+                "where": tcn["where"][0]}
+    missing = {name: sorted(set(value) - documented) for name, value in sections.items()}
+    assert {name: keys for name, keys in missing.items() if keys} == {}
 
 
 def test_advise_without_a_goal_is_one_line_before_torch():
