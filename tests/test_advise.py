@@ -143,6 +143,39 @@ def test_ranking_puts_same_model_changes_before_architecture(transformer):
     assert keys.index("fused-attention") < keys.index("linear-attention")
 
 
+@pytest.fixture(scope="module")
+def batched():
+    return _advice("fixtures/transformer_model.py", seq_len=4096, memory="8GB", span=512,
+                   batch=8)
+
+
+def test_batched_transformer_smaller_batch_and_largest_window(batched):
+    report, advice = batched
+    assert advice.position.fits is False                      # 16.0 GB at batch 8
+    smaller = advice.suggestion("smaller-batch")
+    b = smaller.details["batch"]
+    assert b == 4 and smaller.details["accumulation"] == 2
+    assert smaller.standing.peak == _second_run(report, batch=b).peak <= 8 * GB
+    assert _second_run(report, batch=b + 1).peak > 8 * GB     # the largest that fits
+    # the largest window that fits: scores held at the peak are 7 fp32 copies of
+    # B·h·n·n (B=8), the rest of the step is what is left of the peak
+    window = advice.suggestion("window")
+    scores = 7 * 8 * 4 * 4096 * 4096 * 4
+    rest = report.cost.target.peak - scores
+    w = window.details["window"]
+    assert rest + scores * w // 4096 <= 8 * GB < rest + scores * (w + 1) // 4096
+    assert window.standing.receptive_size == 1 + 2 * 2 * ((w - 1) // 2)
+    assert window.standing.fits and window.standing.reaches
+    # same-model changes that fit come first, by the work of the effective batch: two
+    # accumulated steps of batch 4 cost less than the fused kernel's step of 8 (its
+    # backward recomputes the scores)
+    keys = [s.key for s in advice.suggestions]
+    fused = advice.suggestion("fused-attention")
+    assert 2 * smaller.standing.flops < fused.standing.flops
+    assert keys[:2] == ["smaller-batch", "fused-attention"]
+    assert keys.index("parallel") < keys.index("window") < keys.index("shorter-n")
+
+
 # -- the seed LSTM: span 1024 ------------------------------------------------------------
 
 @pytest.fixture(scope="module")

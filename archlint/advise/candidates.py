@@ -394,7 +394,8 @@ def smaller_batch(ctx: Context) -> list[Suggestion]:
               "effective batch" if lo else "no batch fits: even batch 1 is over the budget")
     return [Suggestion("smaller-batch", title, change, where, RERUN,
                        f"cost model at batch {chosen} (searched {sorted(cache)})", standing,
-                       details={"batch": chosen, "searched": sorted(cache)})]
+                       details={"batch": chosen, "searched": sorted(cache),
+                                "accumulation": ceil_div(batch, chosen)})]
 
 
 # -- downsample then attend -----------------------------------------------------------

@@ -4,7 +4,8 @@ Within one level, changes that keep the model computing the same function come f
 (a fused kernel, bf16 autocast, checkpointing, a parallel layout, a smaller batch with
 gradient accumulation), then changes of the architecture (windowed or linear attention,
 a TCN, downsampling), then changes of the task (a shorter sequence); then fewer
-devices, fewer FLOPs (the cost every step pays), the lower peak. A change that could
+devices, fewer FLOPs (the cost of the step as the user asked for it: a smaller batch's
+FLOPs times its accumulation steps), the lower peak. A change that could
 not be evaluated comes last. Ties are broken by the change's key: the order is
 deterministic.
 """
@@ -34,5 +35,6 @@ def _key(suggestion: Suggestion) -> tuple:
     if standing is None:
         return (1, 0, 0, 0, 0, 0, suggestion.key)
     devices = suggestion.details.get("devices", 1)
-    return (0, standing.unmet, tier(suggestion), devices, standing.flops, standing.peak,
+    flops = standing.flops * suggestion.details.get("accumulation", 1)
+    return (0, standing.unmet, tier(suggestion), devices, flops, standing.peak,
             suggestion.key)
