@@ -420,3 +420,34 @@ def test_advise_bad_options_exit_2(args, message):
     result = CliRunner().invoke(main, ["advise", "fixtures/seed000_lstm.py", *args])
     assert result.exit_code == 2
     assert message in result.output and result.output.count("\n") == 1
+
+
+def test_bidirectional_recurrence_gets_a_centred_tcn():
+    """A bidirectional GRU reads both sides: its TCN is padded on both sides, and the
+    re-run equals the cost model on the same centred stack written by hand."""
+    report, advice = _advice("fixtures/bidirectional_gru.py", seq_len=1024, span=200)
+    tcn = advice.suggestion("tcn")
+    assert "split over both sides" in tcn.change
+    assert tcn.details["dilations"] == (1, 2, 4, 8, 16, 32, 64)     # 1 + 2·127 = 255 >= 200
+    assert tcn.standing.receptive_size == 255 and tcn.standing.serial_steps == 7
+    gru = report.graph.module.gru
+
+    class Centred(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.convs = nn.ModuleList(
+                nn.Conv1d(gru.input_size if i == 0 else 2 * gru.hidden_size,
+                          2 * gru.hidden_size, 3, dilation=2 ** i) for i in range(7))
+
+        def forward(self, x):
+            h = x.transpose(1, 2)
+            for conv in self.convs:
+                pad = 2 * conv.dilation[0]
+                h = torch.relu(conv(nn.functional.pad(h, (pad // 2, pad - pad // 2))))
+            return h.transpose(1, 2), h[:, :, -1].unsqueeze(0).expand(4, -1, -1)
+
+    with torch.device("meta"):
+        model = _fixture("fixtures/bidirectional_gru.py").build_model()
+    model.gru = Centred().to("meta")
+    second = _second_run(report, model)
+    assert (tcn.standing.peak, tcn.standing.flops) == (second.peak, second.flops)

@@ -297,9 +297,8 @@ def dilated_tcn(ctx: Context) -> list[Suggestion]:
     module = copies.copy_of(ctx.graph)
     replaced, sites = [], []
     for row in rows:
-        path = (row.layer.name if row.layer is not None else row.name).partition(":")[0]
-        if ":" in (row.layer.name if row.layer is not None else row.name):
-            path = ""
+        # a reach row is named by its module path, or ``Class:op`` for the root's own op
+        path = "" if ":" in row.name else row.name
         changed = copies.dilated_tcn(module, path, kernel, dilations)
         if changed is None:
             continue
@@ -313,8 +312,12 @@ def dilated_tcn(ctx: Context) -> list[Suggestion]:
     serial = int(ctx.position.serial_steps - recurrent_steps + depth * len(replaced))
     path_hops = depth * len(replaced)
     title = "dilated TCN instead of the recurrence"
-    change = (f"replace the recurrence by {depth} causal Conv1d layers, kernel {kernel}, "
-              f"dilations {', '.join(map(str, dilations))} (left padding (k-1)·d): "
+    bidirectional = any(row.layer is not None and row.layer.params.get("bidirectional")
+                        for row in rows)
+    padding = "(k-1)·d split over both sides" if bidirectional else "left padding (k-1)·d"
+    change = (f"replace the recurrence by {depth} {'' if bidirectional else 'causal '}Conv1d "
+              f"layers, kernel {kernel}, dilations {', '.join(map(str, dilations))} "
+              f"({padding}): "
               f"R = 1 + {kernel - 1}·{sum(dilations)} = {field}")
     detail = "cost model on a copy with the recurrence replaced by the TCN"
     where = tuple(sites)

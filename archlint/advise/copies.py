@@ -82,11 +82,14 @@ def _replace(root: nn.Module, path: str, new: nn.Module) -> None:
 
 
 def checkpoint_blocks(module: nn.Module) -> tuple[nn.Module, tuple[str, ...]]:
-    """``module`` with each block checkpointed; the block paths (empty: none found, or
-    the root itself is the only block)."""
+    """``module`` with each block of its repeated stack (a ``ModuleList``/``Sequential``
+    of two or more modules of one class) checkpointed; the block paths (empty: the
+    model has no such stack, and recomputing an embedding or a head saves nothing)."""
     from archlint.parallel.plan import blocks_of
 
     blocks = tuple(path for path in blocks_of(module) if path)
+    if len(blocks) < 2 or not all(path.rpartition(".")[2].isdigit() for path in blocks):
+        return module, ()                # no repeated stack: nothing worth recomputing
     for path in blocks:
         _replace(module, path, CheckpointedBlock(module.get_submodule(path)))
     return module, blocks
@@ -163,16 +166,18 @@ class DilatedTCN(nn.Module):
     """A causal dilated convolution stack in a recurrence's place (Bai et al., 2018).
 
     Kernel ``k``, dilations ``d_i``; each layer is left-padded by ``(k-1)·d_i`` so output
-    t reads inputs t-(k-1)·Σd .. t: R = 1 + (k-1)·Σd. It reads and returns what the
+    t reads inputs t-(k-1)·Σd .. t: R = 1 + (k-1)·Σd (a bidirectional recurrence gets the
+    same field centred: half the padding on each side). It reads and returns what the
     recurrence did: ``(B, n, C)`` (``batch_first``) or ``(n, B, C)``, and an
     ``(output, state)`` pair whose state is the last position, so the code around it
     runs unchanged.
     """
 
     def __init__(self, inputs: int, width: int, kernel: int, dilations: tuple[int, ...],
-                 batch_first: bool, layers: int, cell: str) -> None:
+                 batch_first: bool, layers: int, cell: str, causal: bool = True) -> None:
         super().__init__()
         self.batch_first, self.kernel, self.dilations = batch_first, kernel, dilations
+        self.causal = causal
         self.layers, self.cell, self.width = layers, cell, width
         self.convs = nn.ModuleList(
             nn.Conv1d(inputs if i == 0 else width, width, kernel, dilation=d)
@@ -182,7 +187,8 @@ class DilatedTCN(nn.Module):
         h = x.transpose(1, 2) if self.batch_first else x.permute(1, 2, 0)   # (B, C, n)
         for conv in self.convs:
             pad = (self.kernel - 1) * conv.dilation[0]
-            h = torch.relu(conv(nn.functional.pad(h, (pad, 0))))
+            sides = (pad, 0) if self.causal else (pad // 2, pad - pad // 2)
+            h = torch.relu(conv(nn.functional.pad(h, sides)))
         out = h.transpose(1, 2) if self.batch_first else h.permute(2, 0, 1)
         last = h[:, :, -1].unsqueeze(0).expand(self.layers, -1, -1)
         if self.cell == "lstm":
@@ -201,7 +207,8 @@ def dilated_tcn(module: nn.Module, path: str, kernel: int,
     directions = 2 if recurrence.bidirectional else 1
     width = getattr(recurrence, "proj_size", 0) or recurrence.hidden_size
     tcn = DilatedTCN(recurrence.input_size, width * directions, kernel, dilations,
-                     recurrence.batch_first, recurrence.num_layers * directions, cell)
+                     recurrence.batch_first, recurrence.num_layers * directions, cell,
+                     causal=not recurrence.bidirectional)
     tcn = tcn.to("meta")
     if not path:
         return tcn
