@@ -203,3 +203,44 @@ def test_the_text_and_json_state_the_device_and_each_layers_kernel():
     cpu = analyze("fixtures/gpt_sdpa.py", seq_len="1024", dynamic=False)
     assert "device: cpu" in cpu.cost.render_text()
     assert cpu.cost.to_dict()["lengths"][0]["attention_kernels"] == []
+
+
+def _saved_by_block(cuda_rules: bool, n: int = 8, d: int = 64) -> list:
+    from archlint.cost.cuda_autocast import CudaAutocastFp32
+
+    torch.manual_seed(0)
+    first, norm, second = torch.nn.Linear(d, d), torch.nn.LayerNorm(d), torch.nn.Linear(d, d)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append((tuple(t.shape), t.dtype)) or t, lambda t: t), \
+            torch.autocast("cpu", dtype=BF16):
+        if cuda_rules:
+            with CudaAutocastFp32():
+                second(norm(first(torch.zeros(1, n, d))))
+        else:
+            second(norm(first(torch.zeros(1, n, d))))
+    return saved
+
+
+def test_cuda_autocast_runs_layer_norm_in_float32_where_cpu_autocast_does_not():
+    """CUDA's autocast float32 list holds layer_norm, CPU's does not: under CUDA rules the
+    LayerNorm keeps a float32 copy of its bf16 input (n·d·4 bytes instead of n·d·2); the
+    linear layers around it save the same bf16 tensors either way."""
+    cpu, cuda = _saved_by_block(False), _saved_by_block(True)
+    assert [s for s in cpu if s not in cuda] == [((1, 8, 64), BF16)]
+    assert [s for s in cuda if s not in cpu] == [((1, 8, 64), FP32)]
+    nbytes = [sum(torch.tensor([], dtype=t).element_size() * torch.Size(s).numel()
+                  for s, t in saved) for saved in (cpu, cuda)]
+    assert nbytes[1] - nbytes[0] == 8 * 64 * 2
+
+
+def test_softmax_under_cuda_rules_returns_float32_without_a_cast_copy():
+    from archlint.cost.cuda_autocast import CudaAutocastFp32
+
+    x = torch.zeros(4, 8, dtype=BF16)
+    with torch.autocast("cpu", dtype=BF16), CudaAutocastFp32():
+        assert torch.softmax(x, -1).dtype == FP32              # fp32_set_opt_dtype
+        assert x.sum(-1).dtype == FP32
+        assert torch.nn.functional.layer_norm(x, (8,)).dtype == FP32     # fp32
+        assert (x @ x.T).dtype == BF16                         # lower precision stays
+    assert torch.softmax(x, -1).dtype == BF16                  # outside autocast: nothing

@@ -220,14 +220,18 @@ class CostModel:
     @contextlib.contextmanager
     def _kernels(self) -> Iterator[Any]:
         """The device's kernels for one fake run: this CPU's (with the allocations its
-        fused kernels hide, :mod:`.kernels`), or a GPU's attention (:mod:`.sdpa`)."""
+        fused kernels hide, :mod:`.kernels`), or a GPU's attention (:mod:`.sdpa`) and
+        CUDA autocast's float32 ops (:mod:`.cuda_autocast`)."""
         if self.device is None:
             with KernelMemoryMode():
                 yield None
             return
+        from archlint.cost.cuda_autocast import CudaAutocastFp32
         from archlint.cost.fake import AUTOCAST_DTYPES
 
-        with cuda_attention(self.device, AUTOCAST_DTYPES.get(self.settings.dtype)) as chosen:
+        half = AUTOCAST_DTYPES.get(self.settings.dtype)
+        with cuda_attention(self.device, half) as chosen, \
+                (CudaAutocastFp32() if half is not None else contextlib.nullcontext()):
             yield chosen
 
     def _prediction(self, seq_len: int, mode: str, tracker: Any, forward: FlopTally,
