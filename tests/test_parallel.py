@@ -427,3 +427,27 @@ def test_offload_moves_the_state_to_host_memory(zero):
         assert off.parts["parameters"] == plain.parts["parameters"] > 0
     assert _state(off) == _state(plain)               # the same state, held elsewhere
     assert not plain.host
+
+
+# ---------------------------------------------------------------- context parallel exchange
+
+
+def test_cp2_counts_the_ring_key_value_exchange_by_hand():
+    """cp=2 on the 124M decoder in bfloat16 at n=2048, B=1: each rank runs 1024 positions
+    (the same local step as one device at n=1024) and exchanges keys and values as torch's
+    ring attention does (archlint/parallel/ring.py). One local K chunk:
+    kv = 1·12 heads·1024·64·2 bytes. Per layer: forward all-gather of K and V, 2·2·kv,
+    again in backward, 2·2·kv; float32 dK/dV all-to-all at each of the 2 ring steps,
+    2·(2·kv·2); receive buffers (2 + 1)·2·kv + 2·(2·kv·2) added to the peak."""
+    kv = 1 * HEADS * 1024 * 64 * 2
+    local = _step(GPT, Layout(), 1024, "bfloat16")
+    two = _step(GPT, Layout(cp=2), 2048, "bfloat16")
+    assert two.collectives["all_gather"] - local.collectives["all_gather"] \
+        == LAYERS * 2 * (2 * 2 * kv)
+    assert two.collectives["all_to_all"] - local.collectives["all_to_all"] \
+        == LAYERS * 2 * (2 * kv * 2)
+    buffers = 3 * 2 * kv + 2 * (2 * kv * 2)
+    assert two.parts["communication"] - local.parts["communication"] == buffers
+    assert two.peak - local.peak == buffers
+    assert any("by formula" in text and "ring attention" in text for text in two.formula)
+    assert not local.formula

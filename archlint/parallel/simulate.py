@@ -16,7 +16,8 @@ then its tensors become fake CPU tensors (``to_empty`` under ``FakeTensorMode``)
 one step — forward, backward from a dense gradient, the optimizer step — runs under
 :class:`~.tracker.StepTracker`. The optimizer is the user's (Adam, AdamW, SGD) over the
 local shard of every parameter, which is what each rank allocates, with its state
-already created (steady state). Under ``cp`` the rank runs its n/cp positions.
+already created (steady state). Under ``cp`` the rank runs its n/cp positions, and the
+key/value exchange of ring attention is added by formula (:mod:`.ring`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from archlint.cost.fake import backward_from, make_inputs, stock_causal_masks
 from archlint.graph import ModelGraph
 from archlint.parallel.layout import Layout
 from archlint.parallel.plan import Plan
+from archlint.parallel.ring import ring_exchange
 from archlint.parallel.world import device_mesh, fake_world
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -125,6 +127,12 @@ def _step(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: in
         formula.append("FSDP2's replicate holds a compute copy of each block's float32 "
                        "parameters from its forward to its backward (gathered "
                        "parameters), which DDP, using them in place, would not")
+    ring = ring_exchange(graph, layout, seq_len, batch, dtype)
+    if ring is not None:
+        collectives["all_gather"] += ring.all_gather
+        collectives["all_to_all"] += ring.all_to_all
+        parts["communication"] += ring.buffers
+        formula.append(ring.text())
     state = dict(tracker.state)
     state["parameters"] = state.get("parameters", 0) + state.get("gathered_parameters", 0)
     return DeviceStep(seq_len=seq_len, peak=sum(parts.values()), parts=parts,
