@@ -85,6 +85,13 @@ class StepTracker(FSDPMemTracker):
         return name in self.host or (bool(self.host) and self._in_opt and name == "Temp")
 
     def _update_peak_stats(self, peak_state: Any) -> None:
+        if not self.host:                    # every byte on the device: FSDPMemTracker's rule
+            for device, snapshot in self._curr_mem_snap.items():
+                if self._peak_mem.get(device, 0) < snapshot[_TOTAL_KEY]:
+                    self._peak_mem[device] = snapshot[_TOTAL_KEY]
+                    self._peak_mem_snap[device] = dict(snapshot)
+                    self.peak_phase = self._phase()
+            return
         for device, snapshot in self._curr_mem_snap.items():
             here = {t: n for t, n in snapshot.items() if t != _TOTAL_KEY
                     and not self._on_host(t)}
