@@ -231,7 +231,8 @@ class CostModel:
 
         half = AUTOCAST_DTYPES.get(self.settings.dtype)
         with cuda_attention(self.device, half) as chosen, \
-                (CudaAutocastFp32() if half is not None else contextlib.nullcontext()):
+                (CudaAutocastFp32() if half is not None else contextlib.nullcontext()), \
+                KernelMemoryMode(cpu_kernels=False):
             yield chosen
 
     def _prediction(self, seq_len: int, mode: str, tracker: Any, forward: FlopTally,
