@@ -86,6 +86,8 @@ def main() -> None:
               show_default=True, help="Color text output (auto: only on a terminal).")
 @click.option("--output", "-o", metavar="FILE",
               help="Write the report to this file instead of stdout.")
+@click.option("--plot", "plot_dir", metavar="DIR",
+              help="Write PNG pictures and an HTML page per model to DIR (archlint[plot]).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Use this pyproject.toml instead of the nearest one.")
 @click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
@@ -93,18 +95,19 @@ def main() -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
           config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
-          write_baseline: str | None, **options: Any) -> None:
+          write_baseline: str | None, plot_dir: str | None, **options: Any) -> None:
     """Analyze model files (model.py, model.py:NAME, package.module:attr).
 
     Without TARGETS, checks the `models` listed in [tool.archlint].
     """
     _guarded(_check, debug, targets, output_format, color, output, config_path, isolated,
-             timeout, debug, options, write_baseline)
+             timeout, debug, options, write_baseline, plot_dir)
 
 
 def _check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
            config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
-           options: dict[str, Any], write_baseline: str | None = None) -> int:
+           options: dict[str, Any], write_baseline: str | None = None,
+           plot_dir: str | None = None) -> int:
     from archlint.config import config_for
     from archlint.outputs import checked_output, write_report
     from archlint.sandbox import run_isolated
@@ -124,6 +127,7 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
     seconds = _timeout(timeout, config_path, isolated, chosen[0])
     output = checked_output(output, chosen)
     write_baseline = checked_output(write_baseline, chosen, option="--write-baseline")
+    plot_dir = _checked_plot_dir(plot_dir)
     use_color = output is None and output_format == "text" and _color(color)
     root = os.getcwd()
 
@@ -144,6 +148,8 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
             from archlint.baseline import write_baseline as write
 
             write(write_baseline, reports)
+        if plot_dir is not None:
+            _write_plots(reports, plot_dir)
         text = render(reports, output_format, FormatOptions(color=use_color))
         failing = [f for r in reports for f in _gating(r) if f.at_least(r.settings.fail_on)]
         return text, EXIT_FINDINGS if failing else EXIT_CLEAN
@@ -158,6 +164,27 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
     else:
         write_report(output, outcome.text)
     return outcome.code
+
+
+def _checked_plot_dir(plot_dir: str | None) -> str | None:
+    """``--plot DIR``: matplotlib importable and DIR creatable, or exit 2 before the
+    analysis (neither torch nor matplotlib is imported to tell)."""
+    if plot_dir is None:
+        return None
+    from archlint.outputs import checked_directory
+    from archlint.plot import require_matplotlib
+
+    require_matplotlib("--plot")
+    return checked_directory(plot_dir, "--plot")
+
+
+def _write_plots(reports: list, plot_dir: str) -> None:
+    """The pictures of every report (in the child), and one line on stderr saying where."""
+    from archlint.plot import write_plots
+
+    pages = [path for path in write_plots(reports, plot_dir) if path.suffix == ".html"]
+    print(f"archlint: pictures of {len(pages)} model{'s' * (len(pages) != 1)} in {plot_dir} "
+          f"({', '.join(path.name for path in pages)})", file=sys.stderr, flush=True)
 
 
 def _refuse_undividable_layouts(reports: list) -> None:
