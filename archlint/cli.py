@@ -171,11 +171,9 @@ def _checked_plot_dir(plot_dir: str | None) -> str | None:
     analysis (neither torch nor matplotlib is imported to tell)."""
     if plot_dir is None:
         return None
-    from archlint.outputs import checked_directory
-    from archlint.plot import require_matplotlib
+    from archlint.plot import checked_plot_directory
 
-    require_matplotlib("--plot")
-    return checked_directory(plot_dir, "--plot")
+    return checked_plot_directory(plot_dir, "--plot")
 
 
 def _write_plots(reports: list, plot_dir: str) -> None:
@@ -183,8 +181,8 @@ def _write_plots(reports: list, plot_dir: str) -> None:
     from archlint.plot import write_plots
 
     pages = [path for path in write_plots(reports, plot_dir) if path.suffix == ".html"]
-    print(f"archlint: pictures of {len(pages)} model{'s' * (len(pages) != 1)} in {plot_dir} "
-          f"({', '.join(path.name for path in pages)})", file=sys.stderr, flush=True)
+    which = pages[0].name if len(pages) == 1 else f"{len(pages)} models, one .html page each"
+    print(f"archlint: pictures in {plot_dir} ({which})", file=sys.stderr, flush=True)
 
 
 def _refuse_undividable_layouts(reports: list) -> None:

@@ -13,8 +13,9 @@ From Python, after an analysis (torch is loaded by then; matplotlib must be inst
     from archlint.plot import write_plots
     paths = write_plots([report], "pictures")      # -> [Path, ...], the files written
 
-Importing this package imports neither torch nor matplotlib, so the command line can
-call :func:`require_matplotlib` before the analysis starts.
+A command that takes ``--plot DIR`` calls :func:`checked_plot_directory` in the parent,
+before the analysis (importing this package imports neither torch nor matplotlib), and
+:func:`write_plots` where the reports are.
 """
 
 from __future__ import annotations
@@ -33,8 +34,18 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install 'archlint[plot]'"
 
-__all__ = ["INSTALL_HINT", "require_matplotlib", "stem_for", "write_model_plots",
-           "write_plots"]
+__all__ = ["INSTALL_HINT", "checked_plot_directory", "require_matplotlib", "stem_for",
+           "write_model_plots", "write_plots"]
+
+
+def checked_plot_directory(path: str, option: str = "--plot") -> str:
+    """``--plot DIR`` before the analysis: matplotlib importable and DIR an existing or
+    creatable writable folder, else an :class:`ArchlintError` (one line, exit 2).
+    Returns DIR as an absolute path."""
+    from archlint.outputs import checked_directory
+
+    require_matplotlib(option)
+    return checked_directory(path, option)
 
 
 def require_matplotlib(option: str = "--plot") -> None:

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from archlint.cost.memory import CATEGORIES, LABELS
-from archlint.units import format_bytes, format_count
+from archlint.units import format_bytes
 
 DPI = 100
 #: PNG text chunks: none (matplotlib writes its version as "Software" by default)
@@ -67,12 +67,27 @@ def length_label(n: float) -> str:
     return str(n)
 
 
+#: decimal units, as ``format_bytes`` and ``format_count`` use them
+_BYTE_UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3), ("B", 1))
+_COUNT_UNITS = (("P", 10**15), ("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3),
+                ("", 1))
+
+
+def _scaled(value: float, units: tuple[tuple[str, int], ...]) -> str:
+    """A tick label with three significant digits (``2.34 GB``, ``500 MB``): ticks of a
+    narrow range stay distinct."""
+    for unit, scale in units:
+        if abs(value) >= scale or scale == 1:
+            return f"{value / scale:.3g} {unit}".rstrip()
+    return f"{value:.3g}"
+
+
 def _size_label(value: float, _position: object = None) -> str:
-    return format_bytes(value).replace(".0 ", " ")
+    return _scaled(value, _BYTE_UNITS)
 
 
 def _count_label(value: float, _position: object = None) -> str:
-    return format_count(value).replace(".0 ", " ")
+    return _scaled(value, _COUNT_UNITS)
 
 
 def _length_axis(axis, low: float, high: float, image: bool) -> None:  # noqa: ANN001
