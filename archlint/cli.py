@@ -71,7 +71,7 @@ def main() -> None:
 @click.option("--warn-unused-noqa", "warn_unused_noqa", flag_value=True, default=None,
               help="Report `# archlint: noqa` comments that suppress nothing (AL001).")
 @click.option("--parallel", help="Layout per device: fsdp=8 or dp=4,fsdp=8,tp=2,cp=2.")
-@click.option("--checkpoint", help="Activation checkpointing per block: none | full | selective.")
+@click.option("--checkpoint", help="Activation checkpointing per block: none | full.")
 @click.option("--zero", help="ZeRO stage of the data-parallel sharding: 1 | 2 | 3.")
 @click.option("--offload", "offload", flag_value=True, default=None,
               help="Keep sharded parameters, gradients and optimizer state on the host.")
@@ -92,24 +92,28 @@ def main() -> None:
               help="Use this pyproject.toml instead of the nearest one.")
 @click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
 @click.option("--timeout", help="Seconds one model may take (default 300; 90s, 5min).")
+@click.option("--no-cache", "no_cache", is_flag=True,
+              help="Analyze again even when an unchanged model's answer is cached.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
           config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
-          write_baseline: str | None, plot_dir: str | None, **options: Any) -> None:
+          write_baseline: str | None, plot_dir: str | None, no_cache: bool,
+          **options: Any) -> None:
     """Analyze model files (model.py, model.py:NAME, package.module:attr).
 
-    Without TARGETS, checks the `models` listed in [tool.archlint].
+    Without TARGETS, checks the `models` listed in [tool.archlint]. An unchanged model
+    checked again with the same settings is answered from the cache (see --no-cache).
     """
     _guarded(_check, debug, targets, output_format, color, output, config_path, isolated,
-             timeout, debug, options, write_baseline, plot_dir)
+             timeout, debug, options, write_baseline, not no_cache, plot_dir)
 
 
 def _check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
            config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
            options: dict[str, Any], write_baseline: str | None = None,
-           plot_dir: str | None = None) -> int:
+           use_cache: bool = True, plot_dir: str | None = None) -> int:
     from archlint.config import config_for
-    from archlint.outputs import checked_output, write_report
+    from archlint.outputs import checked_output
     from archlint.sandbox import run_isolated
     from archlint.target import parse_target
 
@@ -121,17 +125,29 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
 
         load_baseline(overrides["baseline"])          # a bad file fails before the analysis
     chosen = list(dict.fromkeys(targets)) or _configured_targets(config_path, isolated)
+    resolved = {}
     for target in chosen:                      # every refusal before torch is imported
-        parse_target(target)
-        config_for(target, config_path, isolated).settings_for(target, overrides)
+        parsed = parse_target(target)
+        config = config_for(target, config_path, isolated)
+        resolved[target] = (parsed, config, config.settings_for(target, overrides))
     seconds = _timeout(timeout, config_path, isolated, chosen[0])
     output = checked_output(output, chosen)
     write_baseline = checked_output(write_baseline, chosen, option="--write-baseline")
     plot_dir = _checked_plot_dir(plot_dir)
     use_color = output is None and output_format == "text" and _color(color)
     root = os.getcwd()
+    cache_key = _cache_key(resolved, output_format, use_color) if (
+        use_cache and write_baseline is None and plot_dir is None) else None
+    if cache_key is not None:
+        from archlint.cache import lookup
+
+        answer = lookup(cache_key)
+        if answer is not None:
+            _emit(answer.text, output, use_color)
+            return answer.code
 
     def analysis(reporter) -> tuple[str, int]:  # noqa: ANN001 - runs in the child
+        import archlint.api  # noqa: F401 - importing torch is not the first model's time
         from archlint.format import FormatOptions, render
         from archlint.session import CheckSession
 
@@ -152,6 +168,11 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
             _write_plots(reports, plot_dir)
         text = render(reports, output_format, FormatOptions(color=use_color))
         failing = [f for r in reports for f in _gating(r) if f.at_least(r.settings.fail_on)]
+        if cache_key is not None:
+            from archlint.cache import project_files
+
+            reporter.send(deps=project_files(
+                parsed.path for parsed, _, _ in resolved.values() if parsed.path))
         return text, EXIT_FINDINGS if failing else EXIT_CLEAN
 
     outcome = run_isolated(analysis, seconds, debug)
@@ -159,11 +180,39 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
         if outcome.debug:
             click.echo(outcome.debug.rstrip(), err=True)
         raise ArchlintError(outcome.error)
-    if output is None:
-        click.echo(outcome.text, nl=False, color=use_color)
-    else:
-        write_report(output, outcome.text)
+    _emit(outcome.text, output, use_color)
+    if cache_key is not None and outcome.deps:
+        from archlint.cache import CachedAnswer, store
+
+        store(cache_key, CachedAnswer(outcome.text, outcome.code), outcome.deps)
     return outcome.code
+
+
+def _emit(text: str, output: str | None, use_color: bool) -> None:
+    from archlint.outputs import write_report
+
+    if output is None:
+        click.echo(text, nl=False, color=use_color)
+    else:
+        write_report(output, text)
+
+
+def _cache_key(resolved: dict, output_format: str, use_color: bool) -> str | None:
+    """The cache key of this invocation, or None where the cache must not answer
+    (``--no-cache`` is handled by the caller; ``cache = false``, ``ARCHLINT_NO_CACHE``)."""
+    from archlint.cache import disabled_by_environment, file_digest, invocation_key
+
+    if disabled_by_environment() or any(not config.cache
+                                        for _, config, _ in resolved.values()):
+        return None
+    baselines = sorted({settings.baseline for _, _, settings in resolved.values()
+                        if settings.baseline})
+    return invocation_key({
+        "targets": [(target, settings.to_dict()) for target, (_, _, settings)
+                    in resolved.items()],
+        "output_format": output_format, "color": use_color,
+        "baselines": [(path, file_digest(path)) for path in baselines],
+    })
 
 
 def _checked_plot_dir(plot_dir: str | None) -> str | None:

@@ -61,7 +61,7 @@ SETTING_KEYS = {
     "parallel": "parallel", "checkpoint": "checkpoint", "zero": "zero", "offload": "offload",
     "baseline": "baseline", "baseline_tolerance": "baseline_tolerance",
 }
-PROJECT_KEYS = frozenset(SETTING_KEYS) | {"models", "rules", "model", "timeout"}
+PROJECT_KEYS = frozenset(SETTING_KEYS) | {"models", "rules", "model", "timeout", "cache"}
 #: seconds one model may take before its run is stopped (``--timeout``, config ``timeout``)
 DEFAULT_TIMEOUT = 300.0
 ENTRY_KEYS = frozenset(SETTING_KEYS) | {"path", "rules"}
@@ -86,6 +86,7 @@ class ProjectConfig:
     models: tuple[str, ...] = ()
     entries: tuple[ModelEntry, ...] = ()
     timeout: float | None = None                # seconds; None: not set in this file
+    cache: bool = True                          # ``cache = false``: never answer from the cache
 
     @property
     def root(self) -> Path:
@@ -220,7 +221,11 @@ def _parse(path: Path, table: dict[str, Any]) -> ProjectConfig:
         except ArchlintError as exc:
             raise ArchlintError(f"{label}: [tool.archlint] timeout = {_toml(table['timeout'])}: "
                                 f"{exc}") from None
-    return ProjectConfig(path=path, values=values, timeout=timeout,
+    cache = table.get("cache", True)
+    if not isinstance(cache, bool):
+        raise ArchlintError(f"{label}: [tool.archlint] cache = {_toml(cache)}: use true or "
+                            "false")
+    return ProjectConfig(path=path, values=values, timeout=timeout, cache=cache,
                          rule_options=_rule_options(table.get("rules", {}), label,
                                                     "[tool.archlint]"),
                          models=tuple(models), entries=tuple(entries))

@@ -104,14 +104,15 @@ def _what_exited(exc: BaseException) -> str:
     return f"raised {type(exc).__name__}" + (f": {safe_text(exc)}" if safe_text(exc) else "")
 
 
-def safe_text(value: object) -> str:
-    """``str(value)``, first line only, even when ``__str__`` itself raises."""
+def safe_text(value: object, limit: int = 300) -> str:
+    """``str(value)``, first line only (at most ``limit`` characters), even when
+    ``__str__`` itself raises."""
     try:
         text = str(value)
     except Exception as error:  # noqa: BLE001 - a user object's __str__
         return f"<{type(value).__name__} whose str() raised {type(error).__name__}>"
     lines = text.strip().splitlines()
-    return lines[0][:300] if lines else ""
+    return lines[0][:limit] if lines else ""
 
 
 def describe(exc: BaseException, location: str | None = None) -> str:

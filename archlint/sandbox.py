@@ -14,7 +14,12 @@ survives what no ``try`` can catch:
   a C call), names the stage and the user's ``file:line``, and kills the child's process
   group;
 - ``print()`` in the model, or a model that replaces ``sys.stdout``: the child's fd 1 is
-  its stderr, so the report (``--format json/sarif``) is never mixed with it.
+  its stderr, so the report (``--format json/sarif``) is never mixed with it;
+- an allocation past the machine's real limit (cgroup, ulimit, ``MemAvailable``): the
+  child's ``RLIMIT_DATA`` is that limit, re-read at every stage
+  (:func:`archlint.memlimit.cap_allocations`), so the allocation fails in the child with
+  ``MemoryError`` (one line naming the stage) before the kernel's OOM killer would
+  choose a process to kill.
 
 The child leads its own process group, so a Ctrl-C at the terminal reaches only the
 parent, which kills the child and exits 130: a ``KeyboardInterrupt`` inside the child
@@ -42,9 +47,11 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from archlint import guard
+from archlint import guard, memlimit
 from archlint.errors import ArchlintError
 
+#: seconds the child may take to import torch and archlint before the first model
+_STARTUP = 120.0
 #: seconds the parent waits for the stack dump of a child that ran out of time
 _DUMP_WAIT = 1.0
 _PR_SET_PDEATHSIG = 1
@@ -58,6 +65,7 @@ class Outcome:
     code: int = 0
     error: str | None = None
     debug: str | None = None          # the traceback, with --debug
+    deps: dict[str, str] | None = None  # the user's files the run imported (for the cache)
 
 
 class Interrupted(Exception):
@@ -136,14 +144,16 @@ def _child(work: Callable[[Reporter], tuple[str, int]], reporter: Reporter, dump
             import torch
 
             torch.set_num_threads(1)
-        guard.on_stage(lambda name: reporter.send(stage=name))
+        guard.on_stage(lambda name: _stage_begins(reporter, name))
+        memlimit.cap_allocations()
         reporter.send(stage="starting the analysis (importing torch)")
         os._exit = _reporting_exit(reporter, exit_now)
         try:
             text, code = work(reporter)
             reporter.send(text=text, code=code)
         except ArchlintError as exc:
-            reporter.send(error=guard.safe_text(exc),
+            # archlint's own line: long enough for the user's error it quotes
+            reporter.send(error=guard.safe_text(exc, limit=1000),
                           debug=traceback.format_exc() if debug else None)
         except BaseException as exc:  # noqa: B036 - nothing may escape the child
             reporter.send(error=_unexpected(exc),
@@ -154,9 +164,18 @@ def _child(work: Callable[[Reporter], tuple[str, int]], reporter: Reporter, dump
         exit_now(0)
 
 
+def _stage_begins(reporter: Reporter, name: str) -> None:
+    """Tell the parent where the child is, and re-read the machine's memory headroom."""
+    reporter.send(stage=name)
+    memlimit.cap_allocations()
+
+
 def _unexpected(exc: BaseException) -> str:
     """One line for an exception no stage handled: the model's, or a bug of archlint's."""
     where = guard.failed_stage(exc) or guard.current_stage() or "running archlint"
+    if memlimit.is_out_of_memory(exc):
+        return (f"{where}: out of memory ({guard.describe(exc)}) under the "
+                f"{memlimit.memory_limit()} this machine allows")
     location = guard.user_location(exc.__traceback__, innermost_only=True)
     if location is not None:
         return f"{where}: the model's code raised {guard.describe(exc, location)}"
@@ -227,8 +246,11 @@ def _die_with_parent() -> None:
 def _watch(pid: int, messages: int, dump: int, timeout: float) -> Outcome:
     buffer = b""
     stage, target = "starting", ""
-    deadline = time.monotonic() + timeout
+    # importing torch and archlint is not the model's time: its own allowance, and each
+    # model's timeout starts when that model does (the ``target`` message)
+    deadline = time.monotonic() + max(timeout, _STARTUP)
     outcome: Outcome | None = None
+    deps: dict[str, str] | None = None
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -256,8 +278,10 @@ def _watch(pid: int, messages: int, dump: int, timeout: float) -> Outcome:
                 sys.stderr.write(message["stderr"])
             if "error" in message and outcome is None:
                 outcome = Outcome(error=message["error"], debug=message.get("debug"))
+            if "deps" in message:
+                deps = message["deps"]
             if "text" in message and outcome is None:
-                outcome = Outcome(text=message["text"], code=message["code"])
+                outcome = Outcome(text=message["text"], code=message["code"], deps=deps)
     status = _reap(pid)
     if outcome is not None:
         return outcome

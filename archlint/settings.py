@@ -247,7 +247,7 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
 def _parallel_parsers() -> dict[str, Any]:
     """Parsers of the layout settings (``archlint.parallel.layout`` owns their syntax)."""
     layout = _plain_module("archlint.parallel.layout", "parallel/layout.py")
-    return {"parallel": layout.parse_degrees, "checkpoint": _choice(layout.CHECKPOINTS),
+    return {"parallel": layout.parse_degrees, "checkpoint": layout.parse_checkpoint,
             "zero": layout.parse_zero, "offload": _flag}
 
 

@@ -35,3 +35,9 @@ def traced(path: str):
         return classify(trace_model(load_target(path)))
     finally:
         os.chdir(cwd)
+
+
+# Every test analyzes afresh: the answer cache (archlint/cache.py) would otherwise answer
+# a second identical invocation, in this process or in a subprocess. tests/test_cache.py
+# turns it on for itself.
+os.environ.setdefault("ARCHLINT_NO_CACHE", "1")

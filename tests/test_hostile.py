@@ -143,6 +143,33 @@ def test_a_memory_budget_that_could_not_be_checked_is_an_error_finding():
     assert "def forward" not in clean.stderr            # no FX graph dump of the failed export
 
 
+def test_numpy_at_the_target_length_is_out_of_memory_in_one_line_not_a_dead_machine():
+    """Under fake tensors ``x.shape[1]`` is a plain 65536: np.zeros((n, n)) asks 32 GiB."""
+    line = one_error_line(run("check", f"{HOSTILE}/numpy_at_length.py", "--no-dynamic",
+                              "--seq-len", "64k"))
+    assert line.startswith(
+        f"archlint: error: cost analysis of {HOSTILE}/numpy_at_length.py:Model: the model's "
+        "code ran out of memory at n=65536 (MemoryError: Unable to allocate 32.0 GiB for an "
+        "array with shape (65536, 65536) and data type float64 "
+        f"({HOSTILE}/numpy_at_length.py:13)); its own numpy/Python allocations follow the "
+        "length there and must fit the "), line
+    assert re.search(r"must fit the [\d.]+ [kMGT]?B \((MemAvailable|RLIMIT_\w+|cgroup .+)\) "
+                     r"this machine allows; allocate with torch", line), line
+
+
+def test_the_analysis_child_runs_under_an_rlimit_data_of_the_machines_headroom():
+    """Every forward the child runs sees RLIMIT_DATA = its data size + the headroom of the
+    tightest limit (here MemAvailable, read by the test itself)."""
+    available = int(Path("/proc/meminfo").read_text().split("MemAvailable:")[1].split()[0])
+    result = run("check", f"{HOSTILE}/reports_data_limit.py", "--no-dynamic", "--seq-len", "1k")
+    assert result.exit_code == 0, result.output
+    seen = [tuple(map(int, found)) for found in
+            re.findall(r"limit=(-?\d+) data=(\d+)", result.stderr)]
+    assert len(seen) >= 3                                 # validation, trace, cost runs
+    for limit, data in seen:
+        assert data < limit <= data + available * 1024 + 512 * 2**20, (limit, data)
+
+
 def test_the_api_turns_a_model_exit_into_an_archlint_error():
     from torch import nn
 
@@ -215,6 +242,7 @@ def _configs(tmp_path: Path) -> dict[str, Path]:
         "select_typo": b"[tool.archlint]\nselect = [\"NOPE\"]\n",
         "timeout_negative": b"[tool.archlint]\ntimeout = -1\n",
         "entries_int": b"[tool.archlint]\nmodel = 3\n",
+        "probe_len_huge": b"[tool.archlint]\nprobe_len = 1099511627776\n",
     }
     paths = {}
     for name, body in bodies.items():
@@ -272,6 +300,9 @@ def test_every_refusal_of_a_flag_or_config_value_comes_before_torch(tmp_path):
          "timeout = -1: timeout -1 must be a positive"),
         (["check", model, "--config", str(configs["entries_int"])],
          "model must be an array of tables"),
+        (["check", model, "--config", str(configs["probe_len_huge"])],
+         "probe_len = 1099511627776: setting probe_len: 1099511627776 exceeds 4096: probes "
+         "run on real tensors"),
     ]
     runs = [args for args, _ in cases] + [["rules"], ["explain", "AL106"]]
     result = subprocess.run(

@@ -15,7 +15,7 @@ from archlint.parallel.layout import Layout, layout_of, parse_degrees
 from archlint.parallel.plan import Plan, blocks_of, make_plan
 from archlint.parallel.simulate import simulate
 from archlint.settings import make_settings
-from tests.conftest import traced
+from tests.conftest import ROOT, traced
 
 GPT = "fixtures/gpt2_124m.py"
 #: GPT-2 small's parameter count, worked by hand in the fixture's docstring
@@ -256,3 +256,141 @@ def test_cp2_halves_the_activations_per_device():
     assert one.saved["activations"] > 0
     assert two.saved["activations"] == pytest.approx(one.saved["activations"] / 2, rel=0.01)
     assert _state(two) == _state(one)                # cp does not shard the weights
+
+
+# ---------------------------------------------------------------- activation checkpointing
+
+#: the 124M decoder's sizes (fixtures/gpt2_124m.py)
+S, H, HEADS, LAYERS, VOCAB = 1024, 768, 12, 12, 50257
+
+
+def _outside_blocks(s: int, b: int = 1) -> int:
+    """Bytes the 124M decoder saves outside its blocks in bfloat16, by hand: the token
+    ids and positions (int64, 8·s·b and 8·s), ln_f's input and output (2·s·b·h each) and
+    its mean and rstd (bfloat16, 2·s·b each), and the logits the forward returns
+    (2·s·b·V)."""
+    return 8 * s * b + 8 * s + 2 * (2 * s * b * H) + 2 * (2 * s * b) + 2 * s * b * VOCAB
+
+
+def _block(s: int, b: int = 1) -> int:
+    """Bytes one block saves for backward in bfloat16, by hand (Korthikanti et al. 2022,
+    Sec. 4.1, with no dropout): LayerNorm inputs 2+2, qkv input 2, q/k/v 6, attention
+    output (the proj input) 2, MLP input 2, GELU input 8 and output 8 — 32·s·b·h, their
+    34·s·b·h less the two 1-byte dropout masks — plus each LayerNorm's mean and rstd
+    (2·s·b bytes each) and the fused attention's log-sum-exp (float32, 4·a·s·b); no
+    a·s²·b scores (scaled_dot_product_attention never stores them)."""
+    return 32 * s * b * H + 4 * (2 * s * b) + 4 * HEADS * s * b
+
+
+def test_no_checkpoint_saves_every_block_of_the_124m_decoder():
+    step = _step(GPT, Layout(fsdp=8), S, "bfloat16")
+    assert step.saved["activations"] == LAYERS * _block(S) + _outside_blocks(S)
+
+
+def test_full_checkpoint_keeps_the_korthikanti_2sbh_per_layer():
+    """Full recompute (Korthikanti et al. 2022, Sec. 5): each layer keeps only its input,
+    2·s·b·h bytes at 16-bit; the rest is recomputed in backward, one block at a time."""
+    step = _step(GPT, Layout(fsdp=8, checkpoint="full"), S, "bfloat16")
+    assert step.saved["activations"] == LAYERS * 2 * S * H + _outside_blocks(S)
+    none = _step(GPT, Layout(fsdp=8), S, "bfloat16")
+    assert none.saved["activations"] - step.saved["activations"] \
+        == LAYERS * (_block(S) - 2 * S * H)
+    assert _state(step) == _state(none)              # checkpointing keeps the weights
+
+
+def test_full_checkpoint_peak_holds_one_recomputed_block(tmp_path):
+    """At the backward peak the device holds the kept layer inputs plus the one block
+    being recomputed (its 32·s·b·h + statistics, allocated in backward: temporaries), not
+    two. A small vocabulary (64) keeps the logits from setting the peak."""
+    model = tmp_path / "gpt_small_vocab.py"
+    model.write_text((ROOT / GPT).read_text().replace(
+        "GPT(vocab_size=50257, max_len=1024, d_model=768, n_heads=12, n_layers=12)",
+        "GPT(vocab_size=64, max_len=1024, d_model=768, n_heads=12, n_layers=4)"))
+    layout = Layout(fsdp=8, checkpoint="full")
+    graph = traced(str(model))
+    step = simulate(graph, layout, make_plan(graph, layout, (S,)), S, 1, "bfloat16", "adam")
+    assert step.phase == "backward"
+    kept = 4 * 2 * S * H
+    held = step.parts["activations"] + step.parts["temporaries"]
+    assert step.parts["temporaries"] >= _block(S)
+    assert _block(S) <= held < kept + 2 * _block(S)
+    plain = simulate(graph, Layout(fsdp=8), make_plan(graph, Layout(fsdp=8), (S,)), S, 1,
+                     "bfloat16", "adam")
+    assert step.peak < plain.peak
+
+
+def test_selective_checkpointing_is_refused_with_the_reason(tmp_path):
+    model = tmp_path / "tiny.py"
+    model.write_text(TWELVE_HEADS)
+    result = CliRunner().invoke(main, ["check", str(model), "--seq-len", "64", "--parallel",
+                                       "fsdp=2", "--checkpoint", "selective", "--no-dynamic",
+                                       "--isolated"])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'selective' is not simulated" in lines[0], result.stderr
+
+
+# ---------------------------------------------------------------- ZeRO stages
+
+SMALL = "fixtures/gpt_sdpa.py"
+
+
+def _partitioned(module, world: int) -> int:
+    """Elements of rank 0's ZeRO-1 optimizer partition: ⌈numel/N⌉ of each parameter."""
+    unique = {id(p): p for p in module.parameters()}.values()
+    return sum(-(-p.numel() // world) for p in unique)
+
+
+@pytest.mark.parametrize("zero", [1, 2, 3])
+def test_zero_stage_state_by_hand(zero):
+    """float32 Adam, N = 4 data-parallel ranks, Ψ parameters (Rajbhandari et al. 2020,
+    Fig. 1, with 4 + 4 + 8 bytes per parameter instead of mixed precision's 2 + 2 + 12):
+
+    - ZeRO-1 shards the optimizer state: 4Ψ + 4Ψ + 8Ψ/N (gradients whole, all-reduced);
+    - ZeRO-2 shards gradients too: 4Ψ + 4Ψ/N + 8Ψ/N, plus FSDP2's own 4Ψ/N shard of the
+      parameters next to the whole ones it keeps gathered;
+    - ZeRO-3 shards the parameters: (4 + 4 + 8)Ψ/N.
+
+    Shards are each parameter's dim 0 padded to a multiple of N; Adam adds a float32
+    step counter per parameter tensor."""
+    graph = traced(SMALL)
+    psi = sum(p.numel() for p in graph.module.parameters())
+    tensors = len(list(graph.module.parameters()))
+    world = 4
+    shard = _padded(graph.module, world) // world
+    step = _step(SMALL, Layout(fsdp=world, zero=zero), 128)
+    assert step.method == "simulated"
+    counters = 4 * tensors
+    expected = {
+        1: (4 * psi, 4 * psi, 8 * _partitioned(graph.module, world) + counters),
+        2: (4 * psi + 4 * shard, 4 * shard, 8 * shard + counters),
+        3: (4 * shard, 4 * shard, 8 * shard + counters),
+    }[zero]
+    assert (step.state["parameters"], step.state["gradients"], step.state["optimizer"]) \
+        == expected
+    paper = {1: 8 * psi + 8 * psi / world, 2: 4 * psi + 12 * psi / world,
+             3: 16 * psi / world}[zero]
+    extra = 4 * psi / world if zero == 2 else 0          # FSDP2's shard, stated above
+    assert _state(step) - extra == pytest.approx(paper, rel=0.01)
+
+
+def test_zero_stages_differ_in_collectives_and_gathered_weights():
+    """Per step, 4-byte parameters P' (padded): ZeRO-3 all-gathers each block twice
+    (forward, backward) and reduce-scatters once; ZeRO-2 gathers once and keeps every
+    block gathered through backward (4Ψ at the peak); ZeRO-1 all-reduces the whole
+    gradient (4Ψ) and gathers the updated partitions after the step (by formula)."""
+    graph = traced(SMALL)
+    psi = sum(p.numel() for p in graph.module.parameters())
+    padded = _padded(graph.module, 4)
+    three, two, one = (_step(SMALL, Layout(fsdp=4, zero=z), 128) for z in (3, 2, 1))
+    assert (three.collectives["all_gather"], three.collectives["reduce_scatter"]) \
+        == (2 * 4 * padded, 4 * padded)
+    assert (two.collectives["all_gather"], two.collectives["reduce_scatter"]) \
+        == (4 * padded, 4 * padded)
+    assert one.collectives["reduce_scatter"] == 0
+    assert one.collectives["all_reduce"] == 4 * psi
+    assert one.collectives["all_gather"] == 4 * 4 * _partitioned(graph.module, 4)
+    assert any("by formula" in text for text in one.formula)
+    assert not three.formula and not two.formula
+    assert two.parts["gathered_parameters"] == 4 * psi
+    assert three.parts["gathered_parameters"] < 4 * psi

@@ -208,6 +208,7 @@ def test_budget_and_crossover_marks_agree_with_the_plotted_points(transformer_fo
 
 def test_two_runs_write_the_same_bytes(lstm_folder, tmp_path):
     first = lstm(str(lstm_folder))
+    # the answer cache must not answer a --plot run: it would leave the folder empty
     second = check(LSTM, "--seq-len", "1k,4k", "--memory", "64MB", "--plot", str(tmp_path))
     assert first == second
     names = sorted(p.name for p in tmp_path.iterdir())

@@ -46,7 +46,9 @@ from archlint.cost.memory import MemoryBreakdown, PairwiseRule, overall
 from archlint.cost.trackers import new_tracker
 from archlint.errors import ArchlintError
 from archlint.graph import ModelGraph
+from archlint.guard import current_stage, describe
 from archlint.kinds import LayerKind
+from archlint.memlimit import is_out_of_memory, memory_limit
 from archlint.settings import Settings
 
 #: dispatched ops (forward; a training step is counted three times) a fake run may take
@@ -296,6 +298,8 @@ def _guarded(seq_len: int) -> Iterator[None]:
     except (ArchlintError, CostError):
         raise
     except Exception as error:  # noqa: BLE001 - any failure of user code on fake tensors
+        if is_out_of_memory(error):
+            raise ArchlintError(_out_of_memory(seq_len, error)) from error
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "overflow" in text.lower():
             raise ArchlintError(
@@ -306,3 +310,13 @@ def _guarded(seq_len: int) -> Iterator[None]:
                         f"{type(error).__name__}: {text}") from error
     finally:
         logger.setLevel(level)
+
+
+def _out_of_memory(seq_len: int, error: BaseException) -> str:
+    """One line for a fake run whose real allocations (the model's numpy or Python code:
+    shapes are plain ints under fake tensors) went past the machine's limit."""
+    stage = current_stage() or "predicting the cost"
+    return (f"{stage}: the model's code ran out of memory at n={seq_len} "
+            f"({describe(error)}); its own numpy/Python allocations follow the length "
+            f"there and must fit the {memory_limit()} this machine allows; allocate "
+            "with torch (fake tensors cost nothing) or check a shorter --seq-len")

@@ -15,8 +15,11 @@ degree of each mesh dimension; the devices are their product:
 (the ``fsdp`` degree, or ``dp`` when no ``fsdp`` is given): 3 shards everything (FSDP's
 full shard), 2 keeps parameters gathered from forward to backward (FSDP2's
 ``reshard_after_forward=False``), 1 shards only the optimizer state
-(``ZeroRedundancyOptimizer``). ``--checkpoint`` recomputes each block's activations in
-backward (``full``) or all but its matmul and attention outputs (``selective``);
+(``ZeroRedundancyOptimizer``). ``--checkpoint full`` recomputes each block's activations
+in backward, keeping only its input (Korthikanti et al. 2022's full recompute);
+``selective`` (their recompute of the attention scores alone) is refused: PyTorch's
+op-level selective checkpointing keeps every output an op policy marks, not what
+autograd saves, so it cannot be made to hold that figure;
 ``--offload`` keeps the sharded parameters, gradients and optimizer state in host memory
 (FSDP2's ``CPUOffloadPolicy``).
 """
@@ -31,7 +34,7 @@ from archlint.errors import ArchlintError
 
 #: mesh dimensions, outermost first (the order torchtitan builds its mesh in)
 DIMENSIONS = ("dp", "fsdp", "cp", "tp")
-CHECKPOINTS = ("none", "full", "selective")
+CHECKPOINTS = ("none", "full")
 ZERO_STAGES = (1, 2, 3)
 #: largest world a layout may name (a fake process group of this size is cheap, but a
 #: layout beyond it is a typo)
@@ -133,6 +136,17 @@ def _degree(name: str, degree: Any) -> int:
         raise ValueError(f"{name}={number}: a degree must be at least 1 "
                          f"({name}=1 means no {name} sharding)")
     return number
+
+
+def parse_checkpoint(value: Any) -> str:
+    """``none`` or ``full``; ``selective`` is named and refused with the reason."""
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text == "selective":
+        raise ValueError("'selective' is not simulated (op-level selective checkpointing "
+                         "does not keep Korthikanti's 34·s·b·h per layer): use none or full")
+    if text not in CHECKPOINTS:
+        raise ValueError(f"{value!r} is not one of {', '.join(CHECKPOINTS)}")
+    return text
 
 
 def parse_zero(value: Any) -> int:

@@ -93,6 +93,7 @@ class ParallelReport:
                               for kind, nbytes in step.collectives.items()},
             "fits": None if self.budget is None else step.peak <= self.budget,
             "method": step.method,
+            "formula": list(step.formula),
         }
 
     def render_text(self) -> str:
@@ -118,6 +119,8 @@ class ParallelReport:
         for step in self.steps:
             if step.method != "simulated":
                 lines.append(f"  n={step.seq_len}: {step.method}")
+        for text in dict.fromkeys(t for step in self.steps for t in step.formula):
+            lines.append(f"  formula: {text}")
         for n, reason in sorted(self.failures.items()):
             lines.append(f"  n={n}: not simulated: {reason}")
         for note in self.notes:

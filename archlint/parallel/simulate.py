@@ -6,8 +6,8 @@ torchtitan's order:
 
 1. the TP plan (:mod:`.plan`): ``parallelize_module`` with ``ColwiseParallel`` /
    ``RowwiseParallel`` over the ``tp`` mesh dimension;
-2. activation checkpointing of each block (``checkpoint_wrapper``; ``selective`` keeps
-   the outputs of matmuls and attention and recomputes the rest);
+2. activation checkpointing of each block (``checkpoint_wrapper``, non-reentrant: the
+   block keeps only its input and recomputes the rest in backward);
 3. ``fully_shard`` on each block, then on the root, over the ``dp``×``fsdp`` mesh
    (HSDP when ``dp`` > 1), with a ``MixedPrecisionPolicy`` for bfloat16/float16
    (fp32 master weights and gradients, 16-bit compute);
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +52,12 @@ class DeviceStep:
     parts: dict[str, int]               # category -> bytes live at the peak
     phase: str                          # forward | backward | optimizer
     state: dict[str, int]               # category -> bytes just before the optimizer step
+    #                                     ("parameters": every parameter byte held, shards
+    #                                     and the whole ones ZeRO-1/2 keep gathered)
     collectives: dict[str, int]         # all_gather | reduce_scatter | ... -> bytes per step
     saved: dict[str, int] = field(default_factory=dict)   # category -> bytes after forward
     method: str = "simulated"           # or "formula (...)" when the simulation failed
+    formula: tuple[str, ...] = ()       # parts of a simulated step derived by formula
 
 
 def simulate(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: int,
@@ -83,12 +85,13 @@ def _step(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: in
     if plan.colwise or plan.rowwise:
         _tensor_parallel(module, plan, mesh["tp"])
     blocks = [_checkpointed(module, path, layout.checkpoint) for path in plan.blocks]
-    _fully_shard(module, blocks, layout, mesh, dtype)
+    _data_parallel(module, blocks, layout, mesh, dtype)
+    partitions = layout.shard if layout.zero == 1 else 1
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     with mode, stock_causal_masks():
         module.to_empty(device="cpu")
         params = list(dict.fromkeys(module.parameters()))
-        shards = [_local(p).requires_grad_(True) for p in params]
+        shards = [_partition(_local(p), partitions).requires_grad_(True) for p in params]
         optimizer = _warm_optimizer(optimizer_name, shards)
         args, kwargs = make_inputs(graph.input_spec, seq_len // layout.cp, batch)
         tracker = StepTracker(module, optimizer)
@@ -99,16 +102,33 @@ def _step(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: in
             backward_from(out)
             del out
             for param, shard in zip(params, shards):
-                shard.grad = None if param.grad is None else _local(param.grad)
+                shard.grad = (None if param.grad is None
+                              else _partition(_local(param.grad), partitions))
             tracker.mark_state()
             if optimizer is not None:
                 optimizer.step()
             for param, shard in zip(params, shards):
                 param.grad = shard.grad = None
         parts = tracker.peak_parts()
+    collectives = dict(tracker.collectives)
+    formula: list[str] = []
+    if partitions > 1:
+        gathered = sum(-(-p.numel() // partitions) * partitions * p.element_size()
+                       for p in params)
+        collectives["all_gather"] += gathered
+        formula.append(f"ZeRO-1's all-gather of the updated parameter partitions "
+                       f"({gathered:,} bytes: each parameter padded to a multiple of "
+                       f"{partitions}) is by formula (after the optimizer step, outside "
+                       "FSDP2)")
+    if layout.zero == 1 and dtype not in _HALF and partitions > 1:
+        formula.append("FSDP2's replicate holds a compute copy of each block's float32 "
+                       "parameters from its forward to its backward (gathered "
+                       "parameters), which DDP, using them in place, would not")
+    state = dict(tracker.state)
+    state["parameters"] = state.get("parameters", 0) + state.get("gathered_parameters", 0)
     return DeviceStep(seq_len=seq_len, peak=sum(parts.values()), parts=parts,
-                      phase=tracker.peak_phase, state=tracker.state, saved=tracker.saved,
-                      collectives=dict(tracker.collectives))
+                      phase=tracker.peak_phase, state=state, saved=tracker.saved,
+                      collectives=collectives, formula=tuple(formula))
 
 
 def meta_copy(module: nn.Module) -> nn.Module:
@@ -126,6 +146,15 @@ def meta_copy(module: nn.Module) -> nn.Module:
             empty = nn.Parameter(empty, requires_grad=tensor.requires_grad)
         memo[id(tensor)] = empty
     return copy.deepcopy(module, memo)
+
+
+def _partition(tensor: torch.Tensor, parts: int) -> torch.Tensor:
+    """Rank 0's 1/``parts`` of ``tensor``: its first ⌈numel/parts⌉ elements, flattened
+    (a view). ZeRO-1's optimizer-state partition: the same 1/N per rank as DeepSpeed's
+    split of the flat parameter buffer. ``parts`` 1: the tensor itself."""
+    if parts == 1:
+        return tensor
+    return tensor.reshape(-1)[:-(-tensor.numel() // parts)]
 
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:
@@ -161,45 +190,49 @@ def _checkpointed(module: nn.Module, path: str, how: str) -> nn.Module:
         checkpoint_wrapper,
     )
 
-    options: dict[str, Any] = {}
-    if how == "selective":
-        from torch.utils.checkpoint import create_selective_checkpoint_contexts
-        options["context_fn"] = functools.partial(create_selective_checkpoint_contexts,
-                                                  _keep_matmuls)
-    wrapped = checkpoint_wrapper(block, checkpoint_impl=CheckpointImpl.NO_REENTRANT, **options)
+    wrapped = checkpoint_wrapper(block, checkpoint_impl=CheckpointImpl.NO_REENTRANT)
     parent_path, _, name = path.rpartition(".")
     setattr(module.get_submodule(parent_path) if parent_path else module, name, wrapped)
     return wrapped
 
 
-#: ops whose outputs selective checkpointing keeps (torchtitan's op-level policy)
-_SAVED_OPS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default,
-              torch.ops.aten.bmm.default,
-              torch.ops.aten._scaled_dot_product_flash_attention.default,
-              torch.ops.aten._scaled_dot_product_efficient_attention.default,
-              torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default}
+def _data_parallel(module: nn.Module, blocks: list[nn.Module], layout: Layout, mesh: Any,
+                   dtype: str) -> None:
+    """Each block, then the root, under the data-parallel stage of ``layout``.
 
-
-def _keep_matmuls(ctx: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
-    from torch.utils.checkpoint import CheckpointPolicy
-    return (CheckpointPolicy.MUST_SAVE if func in _SAVED_OPS
-            else CheckpointPolicy.PREFER_RECOMPUTE)
-
-
-def _fully_shard(module: nn.Module, blocks: list[nn.Module], layout: Layout, mesh: Any,
-                 dtype: str) -> None:
+    - ZeRO-3: FSDP2 ``fully_shard`` (parameters resharded after each block's forward and
+      again after its backward);
+    - ZeRO-2: ``fully_shard(reshard_after_forward=False)`` with
+      ``set_reshard_after_backward(False)``: parameters stay gathered from the forward
+      through the optimizer step, as DeepSpeed's stage 2 keeps them whole, while
+      gradients are reduce-scattered to shards;
+    - ZeRO-1: ``replicate`` (FSDP2's data parallel, ``replicate_with_fsdp``): parameters
+      and gradients whole on every rank, gradients all-reduced; the optimizer state is
+      partitioned by :func:`_partition`.
+    """
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
-    options: dict[str, Any] = {"mesh": mesh["dp", "fsdp"] if layout.dp > 1 else mesh["fsdp"],
-                               "reshard_after_forward": layout.zero == 3}
+    data = mesh["dp", "fsdp"] if layout.dp > 1 else mesh["fsdp"]
+    options: dict[str, Any] = {"mesh": data}
     if dtype in _HALF:
         options["mp_policy"] = MixedPrecisionPolicy(param_dtype=_HALF[dtype],
                                                     reduce_dtype=torch.float32)
     if layout.offload:
         options["offload_policy"] = CPUOffloadPolicy(pin_memory=False)
-    for block in blocks:
+    if layout.zero == 1:
+        from torch.distributed._composable.replicate_with_fsdp import replicate
+
+        if layout.dp > 1:
+            options["mesh"] = data._flatten("dp_fsdp")
+        for block in blocks:
+            replicate(block, **options)
+        replicate(module, **options)
+        return
+    options["reshard_after_forward"] = layout.zero == 3
+    for block in [*blocks, module]:
         fully_shard(block, **options)
-    fully_shard(module, **options)
+        if layout.zero == 2:
+            block.set_reshard_after_backward(False)
 
 
 def _warm_optimizer(name: str, shards: list[torch.Tensor]) -> Any:

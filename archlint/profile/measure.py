@@ -9,6 +9,13 @@ at its maximum, on top of what was alive when profiling began (parameters, buffe
 optimizer state, summed over unique storages). On CUDA it is
 ``torch.cuda.max_memory_allocated``. Times come from a second, unprofiled step, so the
 profiler's own overhead is not in them.
+
+torch's allocator is not all a step costs: the model's numpy arrays and Python objects
+are invisible to it. Beside it, the process's resident memory is measured over the same
+profiled step (:mod:`archlint.memlimit`: the ``VmHWM`` peak, reset before the step,
+above the ``VmRSS`` it started from): ``rss_step`` is what the step added to the process
+from every allocator, torch's included (the first step: later ones reuse pages the C
+allocator kept, so their growth says less).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, tensorboard_trace_handler
 from torch.utils._pytree import tree_map_only
 
+from archlint import memlimit
 from archlint.cost.fake import autocast, backward_from, make_inputs, preserved
 from archlint.graph import InputSpec
 from archlint.settings import Settings
@@ -44,6 +52,14 @@ class Measurement:
     backward_s: float           # 0 in infer mode
     step_s: float               # forward + backward + optimizer step
     tokens: int                 # positions per step: seq_len × batch
+    #: resident bytes the step added (its peak RSS above the RSS before it), from every
+    #: allocator; None where /proc does not tell
+    rss_step: int | None = None
+
+    @property
+    def step_peak(self) -> int:
+        """torch's peak of the step above what was alive before it."""
+        return self.peak - self.baseline
 
     @property
     def tokens_per_s(self) -> float:
@@ -59,7 +75,9 @@ def measure_step(module: nn.Module, spec: InputSpec, seq_len: int, settings: Set
         optimizer = _warm_optimizer(module, settings) if train else None
         baseline = _state_bytes(module, optimizer)
         step = _step_function(module, spec, seq_len, settings, optimizer, device)
-        with preserved(module, train):            # each step starts from the same state
+        # each step starts from the same state; the first one's resident growth is
+        # measured (later steps reuse what the C allocator kept)
+        with preserved(module, train), _resident_growth() as rss:
             if device == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
@@ -77,7 +95,19 @@ def measure_step(module: nn.Module, spec: InputSpec, seq_len: int, settings: Set
     tokens = seq_len * settings.batch
     return Measurement(seq_len=seq_len, mode=settings.mode, device=device, peak=peak,
                        baseline=baseline, forward_s=times[0], backward_s=times[1],
-                       step_s=times[2], tokens=tokens)
+                       step_s=times[2], tokens=tokens, rss_step=rss[0])
+
+
+@contextlib.contextmanager
+def _resident_growth() -> Iterator[list[int | None]]:
+    """``[bytes]``: the resident peak of the block above the resident size before it."""
+    result: list[int | None] = [None]
+    before = memlimit.resident()
+    supported = memlimit.reset_peak() and before is not None
+    yield result
+    peak = memlimit.peak_resident() if supported else None
+    if peak is not None and before is not None:
+        result[0] = max(0, peak - before)
 
 
 def _timed(module: nn.Module, train: bool,
