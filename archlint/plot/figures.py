@@ -233,18 +233,16 @@ def memory_figure(model: str, cost: dict[str, Any]) -> Figure:
                   f" {format_bytes(value)}{share}", va="center", fontsize="small")
     axis.set_xlim(0, max(values + [1]) * 1.45)
     axis.xaxis.set_major_formatter(FuncFormatter(_size_label))
-    axis.set_xlabel("bytes alive at the peak")
+    total = sum(values)
+    axis.set_xlabel("bytes alive at the peak" if total == peak else
+                    f"bytes alive at the peak (the categories sum to {format_bytes(total)}, "
+                    f"not the {format_bytes(peak)} peak:\n{target['method']})")
     axis.grid(True, axis="x", alpha=0.3)
     fits = "" if not cost["budget_bytes"] else \
         f"; budget {cost['budget_label']}: " + ("fits" if peak <= cost["budget_bytes"]
                                                else "does NOT fit")
     axis.set_title(f"peak {format_bytes(peak)}, reached in the {target['phase']} pass{fits}",
                    fontsize="medium")
-    total = sum(values)
-    if total != peak:
-        axis.text(0.99, 0.02, f"the categories sum to {format_bytes(total)}: "
-                  f"{target['method']}", transform=axis.transAxes, ha="right",
-                  fontsize="x-small", wrap=True)
     figure.suptitle(f"{model}: memory of one {_step(cost)} at n={target['seq_len']}")
     return figure
 
