@@ -14,12 +14,13 @@ its code is named in the failure. The failure lists every budget, pytest-style::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from archlint.errors import ArchlintError
-from archlint.units import format_bytes, format_count, parse_length
+from archlint.units import MAX_DIGITS, format_bytes, format_count, parse_length
 
 if TYPE_CHECKING:
     from torch import nn
@@ -152,19 +153,29 @@ def _memory(value: Any) -> float:
 
 def _count(value: Any) -> float:
     """``2e12``, ``"1.5T"``, ``"800G"`` -> a number (SI suffixes)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{value!r} is not a number of FLOPs (2e12, '1.5T')")
+    if isinstance(value, (int, float)):
         number = float(value)
     else:
         text = str(value).strip().upper().replace("FLOPS", "").replace("FLOP", "").strip()
+        if len(text) > MAX_DIGITS:
+            raise ValueError(f"{value[:20]!r}... has more than {MAX_DIGITS} characters")
         scale = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}.get(text[-1:], 1.0)
-        number = float(text[:-1] if scale != 1.0 else text) * scale
+        try:
+            number = float(text[:-1] if scale != 1.0 else text) * scale
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number of FLOPs (2e12, '1.5T')") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
     if number <= 0:
         raise ValueError(f"{value!r} must be positive")
     return number
 
 
 def _steps(value: Any) -> float:
-    if isinstance(value, bool) or int(value) != value or int(value) <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or int(value) != value or int(value) <= 0:
         raise ValueError(f"{value!r} must be a positive integer")
     return float(int(value))
 

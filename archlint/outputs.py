@@ -24,10 +24,10 @@ def checked_output(path: str | None, targets: list[str], option: str = "-o") -> 
     folder = os.path.dirname(absolute)
     if not os.path.isdir(folder):
         raise ArchlintError(f"{option} {path}: the folder {folder} does not exist; create it or "
-                            "pass another --output path")
+                            f"pass another {option} path")
     if not os.access(folder, os.W_OK | os.X_OK) or (
             os.path.exists(absolute) and not os.access(absolute, os.W_OK)):
-        raise ArchlintError(f"{option} {path}: not writable; pass a writable --output path")
+        raise ArchlintError(f"{option} {path}: not writable; pass a writable {option} path")
     for target in targets:
         model = parse_target(target).path
         if model and os.path.exists(absolute) and os.path.samefile(model, absolute):

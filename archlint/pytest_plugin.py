@@ -14,7 +14,9 @@ Three ways to write a budget test::
         archlint_budget(build_model(size="small"))
 
 A failed budget fails the test with one line per budget (value, limit, rule code) instead
-of a traceback into archlint. A bad marker argument is an error of that test.
+of a traceback into archlint. A bad marker argument (an unknown budget, ``target=5``,
+``seq_len="abc"``) is an error in that test's setup; a bad ``--archlint-report`` or
+``--archlint-write-baseline`` path stops the session before any test runs.
 ``--archlint-report PATH`` (or the ``archlint_report`` ini option) writes every report
 the session produced as JSON, with each test's budgets. ``--archlint-baseline PATH``
 compares each budget check with the entry stored for its test by
@@ -53,6 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{MARKER}(target=None, **budgets): {summary} Without a target, the "
         "test calls the archlint_budget fixture with the model.")
     config.stash[_REPORTS] = []
+    _check_output_paths(config)
     path = config.getoption("archlint_baseline", None)
     if path:
         from archlint.baseline import load_baseline
@@ -64,6 +67,24 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--archlint-baseline: {exc}") from None
 
 
+def _check_output_paths(config: pytest.Config) -> None:
+    """``--archlint-report`` and ``--archlint-write-baseline`` are checked before any test
+    runs: a session of minutes must not end in a traceback because a path is bad."""
+    from archlint.errors import ArchlintError
+    from archlint.outputs import checked_output
+
+    paths = {"--archlint-report": config.getoption("archlint_report", None)
+             or config.getini("archlint_report"),
+             "--archlint-write-baseline": config.getoption("archlint_write_baseline", None)}
+    for option, path in paths.items():
+        if not path:
+            continue
+        try:
+            checked_output(str(path), [], option=option)
+        except ArchlintError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
 def _marker_arguments(item: pytest.Item) -> tuple[str | None, dict[str, Any]] | None:
     marker = item.get_closest_marker(MARKER)
     if marker is None:
@@ -72,19 +93,27 @@ def _marker_arguments(item: pytest.Item) -> tuple[str | None, dict[str, Any]] | 
         raise pytest.UsageError(
             "takes one positional argument, a model target such as 'model.py' or "
             "'pkg.mod:attr'")
-    return (marker.args[0] if marker.args else marker.kwargs.get("target"),
-            {k: v for k, v in marker.kwargs.items() if k != "target"})
+    if marker.args and "target" in marker.kwargs:
+        raise pytest.UsageError("the model target is given twice (positional and target=)")
+    target = marker.args[0] if marker.args else marker.kwargs.get("target")
+    if target is not None and not isinstance(target, str):
+        raise pytest.UsageError(
+            f"target={target!r} is not a model target; pass a string such as 'model.py' or "
+            "'pkg.mod:attr' (or no target and the archlint_budget fixture)")
+    return target, {k: v for k, v in marker.kwargs.items() if k != "target"}
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     from archlint.budget import split_arguments
     from archlint.errors import ArchlintError
+    from archlint.settings import make_settings
 
     error = None
     try:
         arguments = _marker_arguments(item)
         if arguments is not None:
-            split_arguments(arguments[1])
+            _, options = split_arguments(arguments[1])
+            make_settings(**options)            # seq_len="abc": this test's setup error
     except (ArchlintError, pytest.UsageError) as exc:
         error = str(exc)
     if error is not None:
@@ -179,7 +208,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    config = session.config
+    """Write the baseline and the report; a path that became unwritable since the start
+    is one line and a usage-error exit status, not an internal error."""
+    from archlint.errors import ArchlintError
+
+    try:
+        _write_outputs(session.config)
+    except (ArchlintError, OSError) as exc:
+        text = exc if isinstance(exc, ArchlintError) else \
+            f"{exc.filename}: cannot write ({exc.strerror})"
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"ERROR: archlint: {text}", red=True)
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def _write_outputs(config: pytest.Config) -> None:
     written = config.getoption("archlint_write_baseline", None)
     if written and _REPORTS in config.stash:
         from archlint.baseline import write_baseline

@@ -275,3 +275,39 @@ def test_every_format_is_byte_deterministic():
     first, second = run_once(), run_once()
     for output_format in first:
         assert first[output_format] == second[output_format], output_format
+
+
+#: RFC 3986 URI-reference characters: unreserved, reserved (gen- and sub-delims), %HH
+URI_REFERENCE = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-F]{2})*")
+
+
+def test_sarif_uris_are_percent_encoded_for_paths_with_spaces(tmp_path, monkeypatch):
+    """A model under ``my models/gpt model #1.py``: the artifact URI is
+    ``my%20models/gpt%20model%20%231.py``, an RFC 3986 reference that resolves against
+    ``%SRCROOT%`` back to the file; the document still validates against the schema."""
+    from urllib.parse import unquote, urljoin, urlparse
+
+    folder = tmp_path / "my models"
+    folder.mkdir()
+    model = folder / "gpt model #1.py"
+    model.write_text((ROOT / "fixtures" / "transformer_model.py").read_text())
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["check", str(model.relative_to(tmp_path)), "--seq-len",
+                                       "4k", "--isolated", "--no-dynamic", "--select", "AL106",
+                                       "--format", "sarif"])
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    run = document["runs"][0]
+    base = run["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+    assert base == tmp_path.as_uri() + "/"
+    uris = [location["physicalLocation"]["artifactLocation"]["uri"]
+            for result in run["results"] for location in result["locations"]]
+    assert uris and set(uris) == {"my%20models/gpt%20model%20%231.py"}
+    for uri in uris:
+        assert URI_REFERENCE.fullmatch(uri), uri
+        assert unquote(urlparse(urljoin(base, uri)).path) == str(model)
+    for schema_path in (p for p in SCHEMAS if p.exists()):
+        schema = json.loads(schema_path.read_text())
+        validator = jsonschema.Draft4Validator(
+            schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+        assert not list(validator.iter_errors(document))

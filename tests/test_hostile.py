@@ -185,6 +185,32 @@ def test_the_api_turns_a_model_exit_into_an_archlint_error():
         archlint.analyze(Exits(), example_input=lambda n, b: (__import__("torch").ones(b, n, 4),))
 
 
+TINY = f"{HOSTILE}/_tiny.py"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: archlint.assert_budget(42, memory="1GB"),
+     "42 is not a model target; use model.py, model.py:NAME or package.module:attr"),
+    (lambda: archlint.assert_budget(TINY, max_flops=float("nan")),
+     "budget max_flops=nan: nan is not a finite number"),
+    (lambda: archlint.assert_budget(TINY, max_flops="lots"),
+     "budget max_flops='lots': 'lots' is not a number of FLOPs (2e12, '1.5T')"),
+    (lambda: archlint.assert_budget(TINY, max_flops=[1]),
+     "budget max_flops=[1]: [1] is not a number of FLOPs (2e12, '1.5T')"),
+    (lambda: archlint.assert_budget(TINY, max_serial_steps=float("inf")),
+     "budget max_serial_steps=inf: inf must be a positive integer"),
+    (lambda: archlint.assert_budget(TINY, memory="1GB", seq_len="abc"),
+     "sequence length 'abc' is not a length"),
+    (lambda: archlint.analyze(TINY, probe_len=2**40),
+     "setting probe_len: 1099511627776 exceeds 4096: probes run on real tensors"),
+])
+def test_the_api_refuses_hostile_arguments_with_one_archlint_error(call, message):
+    with pytest.raises(ArchlintError) as caught:
+        call()
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
 # ------------------------------------------------------------ real processes
 
 

@@ -198,3 +198,64 @@ def test_unloadable_target_fails_with_one_line(pytester):
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*archlint: missing_model.py: no such file*"])
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ("target=5, memory='1GB'", "target=5 is not a model target; pass a string such as*"),
+    ("'m.py', target='m.py', memory='1GB'", "the model target is given twice*"),
+    ("'m.py', seq_len='abc', memory='1GB'", "sequence length 'abc' is not a length*"),
+    ("'m.py', batch=True, memory='1GB'", "setting batch: True is not an integer*"),
+    ("'m.py', max_flops=float('nan')", "budget max_flops=nan: nan is not a finite number"),
+    ("'m.py', max_flops=float('inf')", "budget max_flops=inf: inf is not a finite number"),
+    ("'m.py', max_serial_steps=float('nan')", "budget max_serial_steps=nan: nan must be a *"),
+])
+def test_hostile_marker_arguments_are_setup_errors_of_one_line(pytester, arguments, message):
+    """Refused in setup, before the model is loaded: the test body never runs."""
+    pytester.makepyfile(f"""
+        import pytest
+
+        @pytest.mark.archlint({arguments})
+        def test_bad():
+            raise AssertionError("the body ran")
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_bad*",
+                                 f"@pytest.mark.archlint: {message}"])
+    assert "the body ran" not in result.stdout.str()
+    assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("option", ["--archlint-report", "--archlint-write-baseline"])
+def test_an_unwritable_report_path_stops_the_session_before_any_test(pytester, tmp_path,
+                                                                     option):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    pytester.makepyfile("""
+        def test_never():
+            raise AssertionError("a test ran")
+    """)
+    result = pytester.runpytest(option, str(blocker / "report.json"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert errors == [f"ERROR: {option} {blocker / 'report.json'}: the folder {blocker} does "
+                      f"not exist; create it or pass another {option} path"], errors
+    assert "a test ran" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+
+
+def test_a_report_path_that_breaks_during_the_session_is_one_line(pytester, tmp_path):
+    """The folder existed when the session started and is gone when it ends."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    pytester.makepyfile(f"""
+        import pytest, shutil
+
+        @pytest.mark.archlint({CNN!r}, seq_len=64, max_serial_steps=8)
+        def test_cnn():
+            shutil.rmtree({str(folder)!r})
+    """)
+    result = pytester.runpytest("--archlint-report", str(folder / "r.json"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines([f"ERROR: archlint: {folder / 'r.json'}: cannot write (No "
+                                 "such file or directory)"])
+    assert "INTERNALERROR" not in result.stdout.str() and "Traceback" not in result.stdout.str()

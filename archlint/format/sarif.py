@@ -4,11 +4,12 @@ One run for the whole invocation. ``tool.driver.rules`` lists every rule with it
 summary, its documentation as help (plain text and Markdown) and its default level;
 each result points at the file and line where the flagged layer is built, as a URI
 relative to the repository root (``%SRCROOT%``), which is what code scanning needs to
-place it on the diff. A finding on a layer built inside an installed package points at
-the user's line that built the model, with the library line in ``relatedLocations``.
-A finding without a location (a whole-model property) is placed
-at the model's class definition. ``partialFingerprints`` keys a result by rule, file and
-layer, not line, so an alert survives edits above it.
+place it on the diff, percent-encoded as RFC 3986 requires (``my%20models/gpt.py``).
+A finding on a layer built inside an installed package points at the user's line that
+built the model, with the library line in ``relatedLocations``. A finding without a
+location (a whole-model property) is placed at the model's class definition.
+``partialFingerprints`` keys a result by rule, file and layer, not line, so an alert
+survives edits above it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from archlint import __version__
 from archlint.findings import Finding
@@ -113,7 +115,7 @@ def _physical(location: SourceLocation, root: Path) -> dict[str, Any]:
     from archlint.format import relative_uri
 
     uri = relative_uri(location.file, root)
-    artifact = ({"uri": uri, "uriBaseId": SRCROOT} if uri is not None
+    artifact = ({"uri": quote(uri, safe="/"), "uriBaseId": SRCROOT} if uri is not None
                 else {"uri": Path(location.file).resolve().as_uri()})
     return {"artifactLocation": artifact, "region": {"startLine": max(location.line, 1)}}
 
