@@ -41,7 +41,7 @@ def analyze(model: str | nn.Module, *, settings: Settings | None = None,
     if isinstance(model, nn.Module):
         loaded = load_module(model, example_input)
     else:
-        loaded = load_target(model)
+        loaded = load_target(model, values_needed=resolved.dynamic)
     report = analyze_loaded(loaded, resolved)
     apply_suppressions(report, resolved)
     return report
@@ -64,8 +64,14 @@ def analyze_loaded(loaded: LoadedModel, settings: Settings) -> Report:
             input=loaded.input_spec.description),
         settings=settings, graph=graph)
     # analyses: each adds its section to the report
+    # weights never built for real (too large for the machine) cannot be probed
+    probed = settings.with_(dynamic=False) if loaded.unbuilt and settings.dynamic else settings
     with stage(f"reach analysis of {loaded.name}"):
-        report.reach = reach.analyze(graph, settings)
+        report.reach = reach.analyze(graph, probed)
+    if loaded.unbuilt_note and report.reach is not None:
+        report.reach.notes.append(
+            f"gradient probes skipped: {loaded.unbuilt_note}; static results only"
+            if settings.dynamic else loaded.unbuilt_note)
     with stage(f"cost analysis of {loaded.name}"):
         report.cost = cost.analyze(graph, settings)
     with stage(f"parallel layouts of {loaded.name}"):

@@ -1,4 +1,4 @@
-"""Command line: ``archlint check | rules | explain``.
+"""Command line: ``archlint check | profile | advise | rules | explain``.
 
 Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 usage or load errors. User
 errors are one line on stderr; ``--debug`` shows the traceback instead.
@@ -357,6 +357,92 @@ def _profile(target: str, out_dir: str, output_format: str, config_path: str | N
             click.echo(outcome.debug.rstrip(), err=True)
         raise ArchlintError(outcome.error)
     click.echo(outcome.text, nl=False)
+    return outcome.code
+
+
+@main.command()
+@click.argument("target")
+@click.option("--seq-len", "seq_len", help="Target length: 4096, 32k.")
+@click.option("--span", help="Dependency distance the model must cover (e.g. 8k).")
+@click.option("--memory", help="Memory budget: 24GB, 80GiB, or a device name.")
+@click.option("--latency", "latency_ms", help="Latency budget: 50ms, 0.2s (a number is ms).")
+@click.option("--max-serial-steps", help="Budget of ordered steps per forward.")
+@click.option("--batch", help="Batch size (default 1).")
+@click.option("--dtype", help="float32 | bfloat16 | float16.")
+@click.option("--mode", help="train | infer.")
+@click.option("--optimizer", help="adam | adamw | sgd | none (train mode).")
+@click.option("--causal/--no-causal", default=None, help="Declare the model (non-)causal.")
+@click.option("--no-dynamic", "dynamic", flag_value=False, default=None,
+              help="Skip the gradient probes.")
+@click.option("--format", "output_format", default="text", show_default=True,
+              type=click.Choice(["text", "json"]), help="Output format.")
+@click.option("--output", "-o", metavar="FILE",
+              help="Write the advice to this file instead of stdout.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Use this pyproject.toml instead of the nearest one.")
+@click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
+@click.option("--timeout", help="Seconds the advice may take (default 300; 90s, 5min).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def advise(target: str, output_format: str, output: str | None, config_path: str | None,
+           isolated: bool, timeout: str | None, debug: bool, **options: Any) -> None:
+    """Rank concrete changes by what they do to reach and cost at --seq-len.
+
+    Starts from the model's R, L(span), S, peak memory and FLOPs, and evaluates each
+    change (fused attention, bf16, checkpointing, windowed or linear attention, a TCN
+    for a recurrence, downsampling, a smaller batch or n) with archlint's own analyses.
+    Needs a goal: --span, --memory, or both.
+    """
+    _guarded(_advise, debug, target, output_format, output, config_path, isolated, timeout,
+             debug, options)
+
+
+def _advise(target: str, output_format: str, output: str | None, config_path: str | None,
+            isolated: bool, timeout: str | None, debug: bool, options: dict[str, Any]) -> int:
+    from archlint.config import config_for
+    from archlint.outputs import checked_output, write_report
+    from archlint.sandbox import run_isolated
+    from archlint.target import parse_target
+
+    overrides = {key: value for key, value in options.items() if value is not None}
+    overrides["baseline"] = ""                  # advice compares with no baseline
+    parse_target(target)
+    settings = config_for(target, config_path, isolated).settings_for(target, overrides)
+    if settings.span is None and settings.memory is None:
+        raise ArchlintError("archlint advise needs a goal: --span (the dependency distance "
+                            "to reach) and/or --memory (the budget to fit), e.g. "
+                            "--span 8k --memory 24GB")
+    if settings.mode == "decode":
+        raise ArchlintError("archlint advise weighs train and infer steps: use --mode train "
+                            "or --mode infer")
+    if len(settings.seq_len) > 1:
+        raise ArchlintError("archlint advise takes one --seq-len (the length to advise for)")
+    seconds = _timeout(timeout, config_path, isolated, target)
+    output = checked_output(output, [target])
+
+    def advice(reporter) -> tuple[str, int]:  # noqa: ANN001 - runs in the child
+        import json
+
+        from archlint.advise import advise as advise_report
+        from archlint.session import CheckSession
+
+        _quiet_library_warnings()
+        reporter.target(target)
+        session = CheckSession(overrides=overrides, config_path=config_path,
+                               isolated=isolated)
+        result = advise_report(session.analyze(target))
+        text = (json.dumps(result.to_dict(), indent=2, default=str) + "\n"
+                if output_format == "json" else result.render_text())
+        return text, EXIT_CLEAN
+
+    outcome = run_isolated(advice, seconds, debug)
+    if outcome.error is not None:
+        if outcome.debug:
+            click.echo(outcome.debug.rstrip(), err=True)
+        raise ArchlintError(outcome.error)
+    if output is None:
+        click.echo(outcome.text, nl=False)
+    else:
+        write_report(output, outcome.text)
     return outcome.code
 
 

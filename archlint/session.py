@@ -63,7 +63,7 @@ class CheckSession:
         from archlint.load import load_target
 
         settings = self.settings(target)
-        loaded = load_target(target)
+        loaded = load_target(target, values_needed=settings.dynamic)
         key, files = model_fingerprint(loaded)
         cache_key = key + "|" + json.dumps(settings.to_dict(), sort_keys=True, default=str)
         if cache_key in self._reports:

@@ -394,3 +394,60 @@ def test_zero_stages_differ_in_collectives_and_gathered_weights():
     assert not three.formula and not two.formula
     assert two.parts["gathered_parameters"] == 4 * psi
     assert three.parts["gathered_parameters"] < 4 * psi
+
+
+# ---------------------------------------------------------------- offload
+
+
+@pytest.mark.parametrize("zero", [1, 2, 3])
+def test_offload_moves_the_state_to_host_memory(zero):
+    """float32 Adam over N = 4, by hand. ZeRO-3 offload (FSDP2's CPUOffloadPolicy) keeps
+    the parameter shards (4Ψ/N), gradient shards (4Ψ/N) and optimizer state (8Ψ/N + Adam's
+    step counters) on the host; ZeRO-1/2 offload the optimizer state alone (ZeRO-Offload).
+    The device's backward peak loses exactly what was resident there at that moment:
+    the parameter shard and optimizer state for ZeRO-3 (no gradient is reduced yet at the
+    peak), the optimizer state for ZeRO-1/2; the host holds it instead."""
+    graph = traced(SMALL)
+    tensors = len(list(graph.module.parameters()))
+    shard = _padded(graph.module, 4) // 4
+    partition = _partitioned(graph.module, 4) if zero == 1 else shard
+    optimizer = 8 * partition + 4 * tensors
+    plain = _step(SMALL, Layout(fsdp=4, zero=zero), 128)
+    off = _step(SMALL, Layout(fsdp=4, zero=zero, offload=True), 128)
+    assert plain.phase == off.phase == "backward"
+    assert off.parts["optimizer"] == 0 and plain.parts["optimizer"] == optimizer
+    moved = optimizer + (4 * shard if zero == 3 else 0)
+    assert plain.peak - off.peak == moved
+    assert off.host["optimizer"] >= optimizer
+    if zero == 3:
+        assert off.parts["parameters"] == off.parts["gradients"] == 0
+        assert (off.host["parameters"], off.host["gradients"]) == (4 * shard, 4 * shard)
+    else:
+        assert off.host["parameters"] == off.host["gradients"] == 0
+        assert off.parts["parameters"] == plain.parts["parameters"] > 0
+    assert _state(off) == _state(plain)               # the same state, held elsewhere
+    assert not plain.host
+
+
+# ---------------------------------------------------------------- context parallel exchange
+
+
+def test_cp2_counts_the_ring_key_value_exchange_by_hand():
+    """cp=2 on the 124M decoder in bfloat16 at n=2048, B=1: each rank runs 1024 positions
+    (the same local step as one device at n=1024) and exchanges keys and values as torch's
+    ring attention does (archlint/parallel/ring.py). One local K chunk:
+    kv = 1·12 heads·1024·64·2 bytes. Per layer: forward all-gather of K and V, 2·2·kv,
+    again in backward, 2·2·kv; float32 dK/dV all-to-all at each of the 2 ring steps,
+    2·(2·kv·2); receive buffers (2 + 1)·2·kv + 2·(2·kv·2) added to the peak."""
+    kv = 1 * HEADS * 1024 * 64 * 2
+    local = _step(GPT, Layout(), 1024, "bfloat16")
+    two = _step(GPT, Layout(cp=2), 2048, "bfloat16")
+    assert two.collectives["all_gather"] - local.collectives["all_gather"] \
+        == LAYERS * 2 * (2 * 2 * kv)
+    assert two.collectives["all_to_all"] - local.collectives["all_to_all"] \
+        == LAYERS * 2 * (2 * kv * 2)
+    buffers = 3 * 2 * kv + 2 * (2 * kv * 2)
+    assert two.parts["communication"] - local.parts["communication"] == buffers
+    assert two.peak - local.peak == buffers
+    assert any("by formula" in text and "ring attention" in text for text in two.formula)
+    assert not local.formula

@@ -34,6 +34,12 @@ TRANSIENTS: dict[Any, Callable[..., tuple[list[Shapes], Shapes]]] = {}
 #: op -> function(args, kwargs, out) -> out with the missing outputs filled in
 OUTPUT_FIXES: dict[Any, Callable[..., Any]] = {}
 
+#: ops FakeTensorMode must not answer from its dispatch cache: a cache hit rebuilds
+#: outputs that the kernel returns as one shared storage as separate storages (the two
+#: bias gradients of ``mkldnn_rnn_layer_backward``: 512 B more for a 32-wide LSTM from
+#: the second run of a process on), so a prediction would depend on what ran before it
+UNCACHED: set[Any] = set()
+
 _HANDLERS = ("attention_kernels", "conv_kernels", "rnn_kernels")
 
 
@@ -71,8 +77,24 @@ class KernelMemoryMode(TorchDispatchMode):
                 temporary = [torch.empty(shape, dtype=dtype) for shape, dtype in phase]
                 del temporary
             held = [torch.empty(shape, dtype=dtype) for shape, dtype in keep]
-        out = func(*args, **kwargs)
+        if packet in UNCACHED:
+            out = _uncached(func, args, kwargs)
+        else:
+            out = func(*args, **kwargs)
         del held
         if packet in OUTPUT_FIXES:
             out = OUTPUT_FIXES[packet](args, kwargs, out)
         return out
+
+
+def _uncached(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``func`` run with the fake mode's dispatch cache off (see :data:`UNCACHED`)."""
+    mode = next((arg.fake_mode for arg in args
+                 if isinstance(arg, torch._subclasses.FakeTensor)), None)
+    if mode is None or not mode.cache_enabled:
+        return func(*args, **kwargs)
+    mode.cache_enabled = False
+    try:
+        return func(*args, **kwargs)
+    finally:
+        mode.cache_enabled = True

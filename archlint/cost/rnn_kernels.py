@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from archlint.cost.kernels import OUTPUT_FIXES, TRANSIENTS, Shapes, as_bytes, register
+from archlint.cost.kernels import OUTPUT_FIXES, TRANSIENTS, UNCACHED, Shapes, as_bytes, register
 
 aten = torch.ops.aten
 
@@ -44,6 +44,9 @@ def _rnn_forward_transients(*args: Any, **kwargs: Any) -> tuple[list[Shapes], Sh
     line = _rnn_lines(*_rnn_key(args[0], args[1:7], args[7:15]))
     train = args[15] and torch.is_grad_enabled()
     return [], as_bytes(line.forward(args[0].shape[0], train))
+
+
+UNCACHED.add(aten.mkldnn_rnn_layer_backward)
 
 
 @register(TRANSIENTS, aten.mkldnn_rnn_layer_backward)

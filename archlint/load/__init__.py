@@ -21,6 +21,7 @@ from archlint.load.discover import find_model, import_target, parse_target
 from archlint.load.inputs import infer_input
 from archlint.load.source import display_path, module_locations, record_construction, user_sites
 from archlint.load.state import preserved_state
+from archlint.load.weights import WeightBuilder
 
 __all__ = ["LoadedModel", "load_target", "load_module"]
 
@@ -36,18 +37,29 @@ class LoadedModel:
     locations: dict[str, SourceLocation] = field(default_factory=dict)
     #: module path -> the user's line that built it, where ``locations`` is in a package
     user_sites: dict[str, SourceLocation] = field(default_factory=dict)
+    #: parameters and buffers whose values were never built: name -> bytes (see
+    #: :mod:`archlint.load.weights`), and the note saying which and why
+    unbuilt: dict[str, int] = field(default_factory=dict)
+    unbuilt_note: str = ""
 
 
-def load_target(text: str) -> LoadedModel:
-    """Import ``model.py``, ``model.py:NAME`` or ``pkg.mod:attr`` and build the model."""
+def load_target(text: str, values_needed: bool = True) -> LoadedModel:
+    """Import ``model.py``, ``model.py:NAME`` or ``pkg.mod:attr`` and build the model.
+
+    ``values_needed``: a stage will read weight values (the gradient probes, ``profile``);
+    without it, large weights are left unwritten (:mod:`archlint.load.weights`), and
+    with it they are too where they would not fit the machine.
+    """
     target = parse_target(text)
+    builder = WeightBuilder(values_needed)
     # a fixed seed makes randomly initialized weights, and so every number measured on
     # them (effective receptive field), the same on every run; the caller's RNG is kept
-    with record_construction() as sites, torch.random.fork_rng(), _seeded():
+    with record_construction() as sites, torch.random.fork_rng(), _seeded(), builder:
         with stage(f"importing {target.label}"):
             namespace = import_target(target)
         with stage(f"building the model of {target.label}"):
             model, attr = find_model(namespace, target)
+    builder.collect(model)
     label = f"{target.label}:{attr}"
     example = getattr(namespace, "example_input", None)
     if example is not None and not callable(example):
@@ -56,7 +68,8 @@ def load_target(text: str) -> LoadedModel:
         spec = infer_input(model, example, label)
     file = display_path(target.path) if target.path else getattr(namespace, "__file__", None)
     return LoadedModel(model, spec, label, file, module_locations(model, sites),
-                       user_sites(model, sites))
+                       user_sites(model, sites), unbuilt=dict(builder.skipped),
+                       unbuilt_note=builder.note())
 
 
 @contextlib.contextmanager

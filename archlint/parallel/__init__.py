@@ -38,10 +38,6 @@ def analyze(graph: ModelGraph, settings: Settings, cost: Any = None) -> Parallel
         report.notes.append(
             f"no tensor-parallel plan for {_listed(plan.unplanned)} (no Linear pair that "
             "widens and narrows the width): replicated on every tp rank")
-    if layout.cp > 1:
-        report.notes.append(
-            f"cp={layout.cp}: each rank runs its n/{layout.cp} positions; the key/value "
-            "chunks ring attention passes between ranks are not counted")
     from archlint.parallel.formula import formula_step
     from archlint.parallel.simulate import SimulationError, simulate
 

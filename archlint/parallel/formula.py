@@ -9,7 +9,9 @@ the single-device prediction of :mod:`archlint.cost` by the ZeRO and Megatron ru
   optimizer state ÷ (fsdp·tp) from ZeRO-1;
 - activations, attention scores and workspace ÷ (tp·cp): each rank holds its share of
   the hidden width and of the sequence;
-- no gathered-parameter or communication buffers (a lower bound).
+- no gathered-parameter or communication buffers (a lower bound);
+- under ``--offload`` the optimizer state (and at ZeRO-3 the parameter and gradient
+  shards) is host memory, not the device's.
 
 Every step it produces is marked ``formula`` with the reason the simulation failed.
 """
@@ -43,6 +45,12 @@ def formula_step(cost: Any, layout: Layout, seq_len: int, reason: str) -> Device
         if mine is not None:
             parts[mine] += -(-nbytes // divisors[mine])
     state = {c: parts[c] for c in ("parameters", "gradients", "optimizer")}
+    host: dict[str, int] = {}
+    if layout.offload:
+        offloaded = ("parameters", "gradients", "optimizer") if layout.zero == 3 \
+            else ("optimizer",)
+        host = {c: parts[c] for c in offloaded}
+        parts.update(dict.fromkeys(offloaded, 0))
     return DeviceStep(seq_len=seq_len, peak=sum(parts.values()), parts=parts,
-                      phase=prediction.memory.phase, state=state, collectives={},
+                      phase=prediction.memory.phase, state=state, collectives={}, host=host,
                       method=f"formula (ZeRO/Megatron; simulation failed: {reason})")

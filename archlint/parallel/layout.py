@@ -21,7 +21,7 @@ in backward, keeping only its input (Korthikanti et al. 2022's full recompute);
 op-level selective checkpointing keeps every output an op policy marks, not what
 autograd saves, so it cannot be made to hold that figure;
 ``--offload`` keeps the sharded parameters, gradients and optimizer state in host memory
-(FSDP2's ``CPUOffloadPolicy``).
+at ZeRO-3 (FSDP2's ``CPUOffloadPolicy``), the optimizer state at ZeRO-1/2 (ZeRO-Offload).
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ class Layout:
         if self.checkpoint != "none":
             parts.append(f"{self.checkpoint} checkpointing")
         if self.offload:
-            parts.append("optimizer state offloaded to host")
+            parts.append("parameter and gradient shards and optimizer state offloaded to "
+                         "host" if self.zero == 3 else "optimizer state offloaded to host")
         return ", ".join(parts)
 
     def with_degrees(self, **degrees: int) -> Layout:

@@ -94,6 +94,9 @@ class ParallelReport:
             "fits": None if self.budget is None else step.peak <= self.budget,
             "method": step.method,
             "formula": list(step.formula),
+            "host_bytes": sum(step.host.values()),
+            "host": {c: step.host.get(c, 0) for c in ("parameters", "gradients", "optimizer",
+                                                      "temporaries")},
         }
 
     def render_text(self) -> str:
@@ -139,6 +142,9 @@ class ParallelReport:
                     + [format_bytes(sum(s.state.get(c, 0) for c in
                                         ("parameters", "gradients", "optimizer")))
                        for s in steps])
+        if any(s.host for s in steps):
+            rows.append(["host memory (offload)"]
+                        + [format_bytes(sum(s.host.values())) for s in steps])
         for kind, label in COLLECTIVE_LABELS.items():
             values = [s.collectives.get(kind, 0) for s in steps]
             if any(values):

@@ -16,7 +16,8 @@ then its tensors become fake CPU tensors (``to_empty`` under ``FakeTensorMode``)
 one step — forward, backward from a dense gradient, the optimizer step — runs under
 :class:`~.tracker.StepTracker`. The optimizer is the user's (Adam, AdamW, SGD) over the
 local shard of every parameter, which is what each rank allocates, with its state
-already created (steady state). Under ``cp`` the rank runs its n/cp positions.
+already created (steady state). Under ``cp`` the rank runs its n/cp positions, and the
+key/value exchange of ring attention is added by formula (:mod:`.ring`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from archlint.cost.fake import backward_from, make_inputs, stock_causal_masks
 from archlint.graph import ModelGraph
 from archlint.parallel.layout import Layout
 from archlint.parallel.plan import Plan
+from archlint.parallel.ring import ring_exchange
 from archlint.parallel.world import device_mesh, fake_world
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -58,6 +60,7 @@ class DeviceStep:
     saved: dict[str, int] = field(default_factory=dict)   # category -> bytes after forward
     method: str = "simulated"           # or "formula (...)" when the simulation failed
     formula: tuple[str, ...] = ()       # parts of a simulated step derived by formula
+    host: dict[str, int] = field(default_factory=dict)    # --offload: host bytes at their peak
 
 
 def simulate(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: int,
@@ -94,7 +97,7 @@ def _step(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: in
         shards = [_partition(_local(p), partitions).requires_grad_(True) for p in params]
         optimizer = _warm_optimizer(optimizer_name, shards)
         args, kwargs = make_inputs(graph.input_spec, seq_len // layout.cp, batch)
-        tracker = StepTracker(module, optimizer)
+        tracker = StepTracker(module, optimizer, host=_host_types(layout))
         tracker.track_inputs(args)
         with tracker:
             out = module(*args, **kwargs)
@@ -124,11 +127,18 @@ def _step(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: in
         formula.append("FSDP2's replicate holds a compute copy of each block's float32 "
                        "parameters from its forward to its backward (gathered "
                        "parameters), which DDP, using them in place, would not")
+    ring = ring_exchange(graph, layout, seq_len, batch, dtype)
+    if ring is not None:
+        collectives["all_gather"] += ring.all_gather
+        collectives["all_to_all"] += ring.all_to_all
+        parts["communication"] += ring.buffers
+        formula.append(ring.text())
     state = dict(tracker.state)
     state["parameters"] = state.get("parameters", 0) + state.get("gathered_parameters", 0)
     return DeviceStep(seq_len=seq_len, peak=sum(parts.values()), parts=parts,
                       phase=tracker.peak_phase, state=state, saved=tracker.saved,
-                      collectives=collectives, formula=tuple(formula))
+                      collectives=collectives, formula=tuple(formula),
+                      host=tracker.host_peak if layout.offload else {})
 
 
 def meta_copy(module: nn.Module) -> nn.Module:
@@ -217,7 +227,7 @@ def _data_parallel(module: nn.Module, blocks: list[nn.Module], layout: Layout, m
     if dtype in _HALF:
         options["mp_policy"] = MixedPrecisionPolicy(param_dtype=_HALF[dtype],
                                                     reduce_dtype=torch.float32)
-    if layout.offload:
+    if layout.offload and layout.zero == 3:
         options["offload_policy"] = CPUOffloadPolicy(pin_memory=False)
     if layout.zero == 1:
         from torch.distributed._composable.replicate_with_fsdp import replicate
@@ -233,6 +243,17 @@ def _data_parallel(module: nn.Module, blocks: list[nn.Module], layout: Layout, m
         fully_shard(block, **options)
         if layout.zero == 2:
             block.set_reshard_after_backward(False)
+
+
+def _host_types(layout: Layout) -> frozenset[str]:
+    """FSDPMemTracker's reference types that live in host memory under ``--offload``:
+    FSDP2's ``CPUOffloadPolicy`` (ZeRO-3) keeps the sharded parameters and gradients and
+    the optimizer state there; ZeRO-1/2 offload the optimizer state (ZeRO-Offload)."""
+    if not layout.offload:
+        return frozenset()
+    if layout.zero == 3:
+        return frozenset({"Sharded Param", "Sharded Grad", "OptState"})
+    return frozenset({"OptState"})
 
 
 def _warm_optimizer(name: str, shards: list[torch.Tensor]) -> Any:

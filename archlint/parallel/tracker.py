@@ -13,6 +13,12 @@ and reduce-scatter buffers, optimizer state, inputs. :class:`StepTracker` adds
 
 and keeps only the global peak: the tracker's per-module peaks (a scan of every tracked
 module on every op) are not used here.
+
+Under CPU offload the fake world has one CPU device for everything, so the tracker
+splits each snapshot itself: the reference types in ``host`` (FSDP2's
+``CPUOffloadPolicy`` keeps sharded parameters, sharded gradients and optimizer state in
+host memory, and runs the optimizer step there, so its temporaries are host memory too)
+count as host memory; the peak is the peak of the rest, the device's.
 """
 
 from __future__ import annotations
@@ -58,8 +64,11 @@ def _nbytes(value: Any) -> int:
 class StepTracker(FSDPMemTracker):
     """One rank's memory through one step, by category, with its collectives."""
 
-    def __init__(self, module: torch.nn.Module, optimizer: Any) -> None:
+    def __init__(self, module: torch.nn.Module, optimizer: Any,
+                 host: frozenset[str] = frozenset()) -> None:
         super().__init__(module, optimizer)
+        self.host = host
+        self.host_peak: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
         self.peak_phase = "forward"
         self.state: dict[str, int] = {}
         self.saved: dict[str, int] = {}
@@ -71,12 +80,38 @@ class StepTracker(FSDPMemTracker):
             return "optimizer"
         return "backward" if self._mod_tracker.is_bw else "forward"
 
+    def _on_host(self, reftype: Any) -> bool:
+        name = getattr(reftype, "value", reftype)
+        return name in self.host or (bool(self.host) and self._in_opt and name == "Temp")
+
     def _update_peak_stats(self, peak_state: Any) -> None:
+        if not self.host:                    # every byte on the device: FSDPMemTracker's rule
+            for device, snapshot in self._curr_mem_snap.items():
+                if self._peak_mem.get(device, 0) < snapshot[_TOTAL_KEY]:
+                    self._peak_mem[device] = snapshot[_TOTAL_KEY]
+                    self._peak_mem_snap[device] = dict(snapshot)
+                    self.peak_phase = self._phase()
+            return
         for device, snapshot in self._curr_mem_snap.items():
-            if self._peak_mem.get(device, 0) < snapshot[_TOTAL_KEY]:
-                self._peak_mem[device] = snapshot[_TOTAL_KEY]
-                self._peak_mem_snap[device] = dict(snapshot)
+            here = {t: n for t, n in snapshot.items() if t != _TOTAL_KEY
+                    and not self._on_host(t)}
+            total = sum(here.values())
+            if self.host:
+                host = split({device: {t: n for t, n in snapshot.items()
+                                       if t != _TOTAL_KEY and self._on_host(t)}})
+                if sum(host.values()) > sum(self.host_peak.values()):
+                    self.host_peak = host
+            if self._peak_mem.get(device, 0) < total:
+                self._peak_mem[device] = total
+                self._peak_mem_snap[device] = {**here, _TOTAL_KEY: total}
                 self.peak_phase = self._phase()
+
+    def __enter__(self) -> StepTracker:
+        super().__enter__()
+        if self._depth == 1:                 # the entry snapshot counted the host's share
+            self._peak_mem, self._peak_mem_snap = {}, {}
+            self._update_peak_stats(None)
+        return self
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001,ANN204
         if func in COLLECTIVES:

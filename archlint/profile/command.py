@@ -40,6 +40,9 @@ def run_profile(target: str, settings: Settings, out_dir: str,
         raise ArchlintError("archlint profile measures train and infer steps: use "
                             "--mode train or --mode infer")
     loaded = load_target(target)
+    if loaded.unbuilt:
+        raise ArchlintError(f"{loaded.name}: archlint profile runs the model for real, but "
+                            f"its {loaded.unbuilt_note}")
     model = CostModel(classify(trace_model(loaded)), settings)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     limit = free_memory(device)
