@@ -56,6 +56,8 @@ def main() -> None:
 @click.option("--seq-len", "seq_len", help="Target length(s): 4096, 8k, 1k,4k,16k.")
 @click.option("--span", help="Dependency distance the model must cover (e.g. 512).")
 @click.option("--memory", help="Memory budget: 16GB, 80GiB, or a device name.")
+@click.option("--device", help="Predict for: cpu (default), h100-80gb, a100-40gb, ..., "
+                               "cuda:<size>.")
 @click.option("--batch", help="Batch size (default 1).")
 @click.option("--dtype", help="float32 | bfloat16 | float16.")
 @click.option("--mode", help="train | infer | decode.")

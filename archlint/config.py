@@ -53,7 +53,7 @@ CONFIG_FILE = "pyproject.toml"
 
 #: config key -> Settings field (make_settings parses the value)
 SETTING_KEYS = {
-    "seq_len": "seq_len", "span": "span", "memory": "memory", "device": "memory",
+    "seq_len": "seq_len", "span": "span", "memory": "memory", "device": "device",
     "batch": "batch", "dtype": "dtype", "mode": "mode", "optimizer": "optimizer",
     "latency": "latency_ms", "max_serial_steps": "max_serial_steps", "causal": "causal",
     "probe_len": "probe_len", "dynamic": "dynamic", "select": "select", "ignore": "ignore",
@@ -247,8 +247,6 @@ def _check_keys(table: dict[str, Any], known: Iterable[str], label: str, where: 
 def _setting_values(table: dict[str, Any], label: str, where: str) -> dict[str, Any]:
     """The setting keys of ``table`` as make_settings arguments, each value checked."""
     values: dict[str, Any] = {}
-    if "memory" in map(_normal, table) and "device" in map(_normal, table):
-        raise ArchlintError(f"{label}: {where} sets both memory and device; keep one")
     for key, value in table.items():
         name = _normal(key)
         if name not in SETTING_KEYS:

@@ -37,7 +37,7 @@ class Settings:
     seq_len: tuple[int, ...] = (DEFAULT_SEQ_LEN,)
     span: int | None = None               # dependency distance the model must cover
     memory: int | None = None             # budget in bytes
-    device: str | None = None             # device name the budget came from, if any
+    device: str | None = None             # GPU predicted for (devices.py); None: this CPU
     batch: int = 1
     dtype: str = "float32"
     mode: str = "train"
@@ -233,6 +233,9 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         if key == "memory":
             changes.update(_memory(value))
             continue
+        if key == "device":
+            changes.update(_device(value, base or Settings(), "memory" in raw))
+            continue
         if key not in parsers:
             raise ArchlintError(f"unknown setting {key!r}")
         try:
@@ -259,11 +262,26 @@ def _memory(value: Any) -> dict[str, Any]:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ArchlintError(f"setting memory: {value!r} is not a size (16GB) or a device name")
     if isinstance(value, int) or re.match(r"^\s*[-+.\d]", value):
-        return {"memory": parse_size(value), "device": None}
+        return {"memory": parse_size(value)}          # a size: the device stays what it was
     capacity = _plain_module("archlint.cost.devices", "cost/devices.py").device_memory(value)
     if capacity is None:
-        return {"memory": parse_size(value), "device": None}
-    return {"memory": capacity, "device": value.strip().lower()}
+        return {"memory": parse_size(value)}
+    return {"memory": capacity, "device": value.strip().lower()}   # a GPU's name: that GPU
+
+
+def _device(value: Any, base: Settings, memory_given: bool) -> dict[str, Any]:
+    """``--device NAME``: the kernels and allocator predicted for. Without a memory budget
+    of its own (or with one that came from another device's name), the budget becomes
+    the device's usable memory."""
+    devices = _plain_module("archlint.cost.devices", "cost/devices.py")
+    name = devices.canonical_device(value)
+    gpu = devices.find_device(name)
+    changes: dict[str, Any] = {"device": None if gpu is None else name}
+    budget_from_device = base.memory is None or (
+        base.device is not None and base.memory == devices.find_device(base.device).usable)
+    if not memory_given and budget_from_device:
+        changes["memory"] = None if gpu is None else gpu.usable
+    return changes
 
 
 def _plain_module(name: str, path: str) -> types.ModuleType:

@@ -24,6 +24,7 @@ import torch
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import (
     FlopCounterMode,
+    flop_registry,
     sdpa_backward_flop_count,
     sdpa_flop_count,
     shape_wrapper,
@@ -134,6 +135,17 @@ def native_mha(query: Any, key: Any, value: Any, embed_dim: int, num_head: int, 
     batch, n_q, n_k = query[0], query[1], key[1]
     projections = 2 * batch * (2 * n_q + 2 * n_k) * embed_dim ** 2
     return projections + 4 * batch * n_q * n_k * embed_dim
+
+
+#: the GPU attention kernels (:mod:`archlint.cost.sdpa` runs them on fake tensors): their
+#: FLOPs are upstream's formulas, and all of them are attention
+for _op in (aten._scaled_dot_product_flash_attention,
+            aten._scaled_dot_product_flash_attention_backward,
+            aten._scaled_dot_product_efficient_attention,
+            aten._scaled_dot_product_efficient_attention_backward,
+            aten._scaled_dot_product_cudnn_attention,
+            aten._scaled_dot_product_cudnn_attention_backward):
+    ATTENTION_PART[_op] = flop_registry[_op]
 
 
 class FlopTally(FlopCounterMode):

@@ -60,10 +60,16 @@ def as_bytes(count: float) -> Shapes:
 
 
 class KernelMemoryMode(TorchDispatchMode):
-    """Make kernel-internal allocations visible to the trackers below this mode."""
+    """Make kernel-internal allocations visible to the trackers below this mode.
 
-    def __init__(self) -> None:
+    ``cpu_kernels=False`` (a GPU device): the CPU kernels' hidden allocations are not the
+    GPU's, so only the :data:`UNCACHED` rule applies (it keeps answers independent of
+    what ran before, on any device).
+    """
+
+    def __init__(self, cpu_kernels: bool = True) -> None:
         super().__init__()
+        self.cpu_kernels = cpu_kernels
         for name in _HANDLERS:                    # they register on import
             importlib.import_module(f"archlint.cost.{name}")
 
@@ -71,6 +77,8 @@ class KernelMemoryMode(TorchDispatchMode):
         kwargs = kwargs or {}
         packet = func._overloadpacket
         held: list[torch.Tensor] = []
+        if not self.cpu_kernels:
+            return _uncached(func, args, kwargs) if packet in UNCACHED else func(*args, **kwargs)
         if packet in TRANSIENTS:
             phases, keep = TRANSIENTS[packet](*args, **kwargs)
             for phase in phases:

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
+from archlint.cost.devices import Device, find_device
 from archlint.cost.extrapolate import OpCounter, lagrange
 from archlint.cost.fake import (
     autocast,
@@ -43,6 +44,7 @@ from archlint.cost.fake import (
 from archlint.cost.flops import FlopTally
 from archlint.cost.kernels import KernelMemoryMode
 from archlint.cost.memory import MemoryBreakdown, PairwiseRule, overall
+from archlint.cost.sdpa import KernelChoice, cuda_attention
 from archlint.cost.trackers import new_tracker
 from archlint.errors import ArchlintError
 from archlint.graph import ModelGraph
@@ -83,6 +85,7 @@ class Prediction:
     attention_flops: int                  # n² part (forward + backward), within the total
     module_flops: dict[str, int] = field(default_factory=dict)   # module path -> FLOPs
     method: str = "fake tensors"
+    kernels: tuple[KernelChoice, ...] = ()    # attention kernel per module (GPU devices)
 
     @property
     def peak(self) -> int:
@@ -104,6 +107,7 @@ class CostModel:
         self._fakes: dict[bool, Any] = {}
         self._op_line: tuple[float, float] | None = None
         self._optimizer_stage: dict[str, MemoryBreakdown] = {}
+        self.device: Device | None = find_device(settings.device)
 
     def predict(self, seq_len: int, mode: str | None = None) -> Prediction:
         mode = mode or self.settings.mode
@@ -174,7 +178,7 @@ class CostModel:
         forward, backward = FlopTally(rule), FlopTally(rule)
         spec, module = self.graph.input_spec, self.graph.module
         with preserved(module, True), stock_causal_masks(), fake.mode, tracker, \
-                KernelMemoryMode():
+                self._kernels() as kernels:
             with tracker.saved_tensor_hooks():
                 args, kwargs = make_inputs(spec, seq_len, self.settings.batch)
                 with forward, autocast(self.settings.dtype):
@@ -189,7 +193,7 @@ class CostModel:
                 optimizer.step()
             for param in fake.parameters:
                 param.grad = None
-        prediction = self._prediction(seq_len, "train", tracker, forward, backward)
+        prediction = self._prediction(seq_len, "train", tracker, forward, backward, kernels)
         if stateless and optimizer is not None:
             # Nothing of length n survives the step: the optimizer's peak is the same at
             # every n (weights, gradients, state, its temporaries). Run it once.
@@ -206,15 +210,33 @@ class CostModel:
         forward = FlopTally(self.pairwise_rule(seq_len))
         spec, module = self.graph.input_spec, self.graph.module
         with preserved(module, False), stock_causal_masks(), fake.mode, tracker, \
-                KernelMemoryMode(), torch.no_grad():
+                self._kernels() as kernels, torch.no_grad():
             args, kwargs = make_inputs(spec, seq_len, self.settings.batch)
             with forward, autocast(self.settings.dtype):
                 out = functional_call(module, fake.state, args, kwargs)
             del out, args, kwargs
-        return self._prediction(seq_len, "infer", tracker, forward, None)
+        return self._prediction(seq_len, "infer", tracker, forward, None, kernels)
+
+    @contextlib.contextmanager
+    def _kernels(self) -> Iterator[Any]:
+        """The device's kernels for one fake run: this CPU's (with the allocations its
+        fused kernels hide, :mod:`.kernels`), or a GPU's attention (:mod:`.sdpa`) and
+        CUDA autocast's float32 ops (:mod:`.cuda_autocast`)."""
+        if self.device is None:
+            with KernelMemoryMode():
+                yield None
+            return
+        from archlint.cost.cuda_autocast import CudaAutocastFp32
+        from archlint.cost.fake import AUTOCAST_DTYPES
+
+        half = AUTOCAST_DTYPES.get(self.settings.dtype)
+        with cuda_attention(self.device, half) as chosen, \
+                (CudaAutocastFp32() if half is not None else contextlib.nullcontext()), \
+                KernelMemoryMode(cpu_kernels=False):
+            yield chosen
 
     def _prediction(self, seq_len: int, mode: str, tracker: Any, forward: FlopTally,
-                    backward: FlopTally | None) -> Prediction:
+                    backward: FlopTally | None, kernels: Any = None) -> Prediction:
         phases = tracker.breakdowns()
         modules = forward.module_totals()
         if backward is not None:
@@ -226,6 +248,7 @@ class CostModel:
             flops_backward=0 if backward is None else backward.get_total_flops(),
             attention_flops=forward.attention + (0 if backward is None else backward.attention),
             module_flops=modules,
+            kernels=() if kernels is None else tuple(kernels.choices),
         )
 
     # -- loop-over-time models ------------------------------------------------------
@@ -270,17 +293,20 @@ class CostModel:
         unit = self._unit
         while self.ops(10 * (unit + FIT_UNIT), mode) <= FIT_BUDGET:
             unit += FIT_UNIT                       # the longest lengths within budget
-        for _attempt in range(2):                   # one retry at double lengths
+        for attempt in range(2):                    # one retry at double lengths
             lengths = (unit, 2 * unit, 3 * unit)
             points = [self.predict(n, mode) for n in lengths]
-            check = self.predict(4 * unit, mode)
-            guess = lagrange(points, 4 * unit, mode)
+            check_len = 4 * unit
+            guess = lagrange(points, check_len, mode)
+            check = self.predict(check_len, mode)
             error = abs(guess.peak - check.peak) / max(check.peak, 1)
-            if error <= FIT_TOLERANCE or 8 * unit >= seq_len:
+            if error <= FIT_TOLERANCE or 8 * unit >= seq_len or attempt == 1:
                 break
             unit *= 2
+        verdict = ("within" if error <= FIT_TOLERANCE else
+                   f"off by more than the {FIT_TOLERANCE:.1%} the fit is trusted to: off by")
         method = (f"extrapolated from fake runs at n={', '.join(map(str, lengths))} "
-                  f"(peak at n={4 * unit} within {error:.2%})")
+                  f"(peak at n={check_len} {verdict} {error:.2%})")
         return replace(lagrange(points, seq_len, mode), method=method)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from archlint.cost.curves import Curve
+from archlint.cost.devices import find_device
 from archlint.cost.memory import CATEGORIES, LABELS
 from archlint.cost.predict import Prediction
 from archlint.units import format_bytes, format_count
@@ -49,14 +50,42 @@ class CostReport:
     def budget_label(self) -> str:
         if self.budget is None:
             return "no budget"
-        if self.device:
+        gpu = find_device(self.device)
+        if gpu is not None and gpu.usable == self.budget:
             return f"{self.device} ({format_bytes(self.budget)} usable)"
+        if gpu is not None:
+            return f"{format_bytes(self.budget)} on {self.device}"
         return format_bytes(self.budget)
 
+    def device_lines(self) -> list[str]:
+        """What the prediction is for: this CPU, or a GPU with the parts of its memory no
+        tensor gets, and the attention kernel each layer runs there."""
+        gpu = find_device(self.device)
+        if gpu is None:
+            return ["  device: cpu (this machine's kernels; --device names a GPU)"]
+        lines = [f"  device: {gpu.name} ({gpu.description}, sm {gpu.sm[0]}.{gpu.sm[1]}, "
+                 f"{format_bytes(gpu.total)}): CUDA context ≈ {format_bytes(gpu.context)}, "
+                 f"cuBLAS workspace {format_bytes(gpu.cublas_workspace)}, allocator headroom "
+                 f"{format_bytes(gpu.allocator_headroom)}, outside the usable memory"]
+        target = self.target
+        for (backend, reason), modules in _grouped(target.kernels if target else ()):
+            where = modules[0] or "<root>"
+            if len(modules) > 1:
+                where += f" and {len(modules) - 1} more"
+            lines.append(f"  attention kernel: {where}: {backend} ({reason})")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
+        gpu = find_device(self.device)
         return {
             "mode": self.mode, "dtype": self.dtype, "batch": self.batch,
             "optimizer": self.optimizer, "budget_bytes": self.budget, "device": self.device,
+            "device_memory": None if gpu is None else {
+                "total_bytes": gpu.total, "sm": f"{gpu.sm[0]}.{gpu.sm[1]}",
+                "cuda_context_bytes": gpu.context,
+                "cublas_workspace_bytes": gpu.cublas_workspace,
+                "allocator_headroom_bytes": gpu.allocator_headroom,
+                "usable_bytes": gpu.usable},
             "lengths": [self._entry(p) for p in self.predictions],
             "failures": {str(n): reason for n, reason in sorted(self.failures.items())},
             "curve": None if self.curve is None else self.curve.to_dict(),
@@ -78,6 +107,7 @@ class CostReport:
             "attention_flops": prediction.attention_flops,
             "fits": None if self.budget is None else prediction.peak <= self.budget,
             "method": prediction.method,
+            "attention_kernels": [choice.to_dict() for choice in prediction.kernels],
         }
 
     def _table(self) -> str:
@@ -104,6 +134,7 @@ class CostReport:
         lines = [f"Cost of one {self.mode} step (batch {self.batch}, {self.dtype}"
                  + (f", {self.optimizer}" if self.mode == "train" else "")
                  + f"; budget: {self.budget_label()})"]
+        lines.extend(self.device_lines())
         if self.predictions:
             lines.append(self._table())
         if self.curve is not None:
@@ -127,3 +158,11 @@ class CostReport:
         for note in self.notes:
             lines.append(f"  note: {note}")
         return "\n".join(lines)
+
+
+def _grouped(choices) -> list[tuple[tuple[str, str], list[str]]]:
+    """Kernel choices grouped by (backend, reason), modules in first-seen order."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for choice in choices:
+        groups.setdefault((choice.backend, choice.reason), []).append(choice.module)
+    return list(groups.items())

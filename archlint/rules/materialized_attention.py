@@ -21,6 +21,12 @@ class MaterializedAttention(Rule):
     message gives the bytes of scores held at the peak at the target length, which is
     what a fused kernel saves.
 
+    The bytes are the device's: on a GPU (``--device h100-80gb``) an SDPA call runs the
+    kernel CUDA would pick (flash, memory-efficient, cuDNN, or math when none of their
+    constraints hold) and only the math kernel holds scores; the fix then names the
+    constraints that ruled the fused kernels out. On the CPU, SDPA falls back to math
+    when attention dropout is on in training.
+
     ## Why is this bad?
     Scores, their softmax and dropout mask are each B·h·n² elements and are kept for
     backward: memory grows with n², and at n=8192 with 12 heads one layer's fp32
@@ -73,11 +79,25 @@ class MaterializedAttention(Rule):
                 f"{layer.name} materializes its (B, h, n, n) attention scores: at n={n} "
                 f"{format_bytes(held)} of scores are held at the peak; a fused kernel "
                 f"keeps them O(n) and {saving}",
-                fix=_fix(layer),
+                fix=_fix(layer, _math_choice(prediction, module), cost.device),
                 layer=layer)
 
 
-def _fix(layer) -> str:
+def _math_choice(prediction, module: str):
+    """The device's kernel choice that fell back to math inside ``module``, if any."""
+    for choice in prediction.kernels:
+        inside = choice.module == module or choice.module.startswith(module + ".")
+        if inside and choice.backend == "math":
+            return choice
+    return None
+
+
+def _fix(layer, math_choice, device: str | None) -> str:
+    if math_choice is not None:
+        # a GPU: SDPA is called, and the device's kernel choice says why it is math
+        change = math_choice.remedy or ("no single change of dtype, mask, dropout or head "
+                                        "dim gets a fused kernel on this device")
+        return f"on {device} SDPA runs its math kernel here ({math_choice.reason}); {change}"
     if layer.params.get("implementation") == "materialized":
         return ("call F.scaled_dot_product_attention(q, k, v, ...) instead of "
                 "softmax(q @ k^T) @ v (for nn.MultiheadAttention pass need_weights=False)")
