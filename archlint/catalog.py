@@ -53,7 +53,11 @@ def _options(rule: type[Rule]) -> list[str]:
 def index_page(rules: tuple[type[Rule], ...]) -> str:
     lines = [GENERATED, "", "# archlint rules", "",
              "Every rule archlint checks, with its default severity. `archlint explain "
-             "CODE` prints a page in the terminal.", ""]
+             "CODE` prints a page in the terminal.", "",
+             "Default thresholds cite the *selection guide*: the article \"CNN, RNN, LSTM, "
+             "and Transformer: Differences and When to Use Each\" (2026-01-26), whose "
+             "dependency-path and resource figures archlint's defaults start from. Its "
+             "numbers are illustrative; the findings use your model's own.", ""]
     for prefix, title in FAMILIES.items():
         members = [rule for rule in rules if rule.code.startswith(prefix)]
         if not members:

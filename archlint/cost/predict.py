@@ -293,17 +293,20 @@ class CostModel:
         unit = self._unit
         while self.ops(10 * (unit + FIT_UNIT), mode) <= FIT_BUDGET:
             unit += FIT_UNIT                       # the longest lengths within budget
-        for _attempt in range(2):                   # one retry at double lengths
+        for attempt in range(2):                    # one retry at double lengths
             lengths = (unit, 2 * unit, 3 * unit)
             points = [self.predict(n, mode) for n in lengths]
-            check = self.predict(4 * unit, mode)
-            guess = lagrange(points, 4 * unit, mode)
+            check_len = 4 * unit
+            guess = lagrange(points, check_len, mode)
+            check = self.predict(check_len, mode)
             error = abs(guess.peak - check.peak) / max(check.peak, 1)
-            if error <= FIT_TOLERANCE or 8 * unit >= seq_len:
+            if error <= FIT_TOLERANCE or 8 * unit >= seq_len or attempt == 1:
                 break
             unit *= 2
+        verdict = ("within" if error <= FIT_TOLERANCE else
+                   f"off by more than the {FIT_TOLERANCE:.1%} the fit is trusted to: off by")
         method = (f"extrapolated from fake runs at n={', '.join(map(str, lengths))} "
-                  f"(peak at n={4 * unit} within {error:.2%})")
+                  f"(peak at n={check_len} {verdict} {error:.2%})")
         return replace(lagrange(points, seq_len, mode), method=method)
 
 

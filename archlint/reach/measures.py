@@ -137,7 +137,7 @@ def longest_path(frame: FrameReach, n: int) -> Expr:
 def layers_to_cover(span: int, kernel: int, dilation: int = 1, jump: int = 1,
                     start: int = 1) -> int:
     """Conv layers of kernel ``k`` needed so that R >= span (R grows by (k-1)*d*jump per
-    layer from ``start``): d=512, k=3 -> 256 (seed 000)."""
+    layer from ``start``): d=512, k=3 -> 256 (selection guide)."""
     step = (kernel - 1) * dilation * jump
     if span <= start:
         return 0

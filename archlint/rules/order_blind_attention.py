@@ -20,7 +20,7 @@ class OrderBlindAttention(Rule):
 
     ## Why is this bad?
     Attention is permutation-equivariant; without positions "the cat sat on the mat" and
-    "mat the on sat cat the" are the same input to it (seed 000: "Missing positional
+    "mat the on sat cat the" are the same input to it (selection guide: "Missing positional
     encoding makes Transformer unable to represent order").
 
     ## Example

@@ -24,7 +24,7 @@ class ReceptiveFieldBelowSpan(Rule):
     ## Why is this bad?
     An output cannot depend on an input outside its receptive field: no amount of
     training teaches an 8-layer, kernel-3 CNN (R = 17) a dependency 512 positions long
-    (seed 000: "almost blind for n = 512 tasks").
+    (selection guide: "almost blind for n = 512 tasks").
 
     ## Example
     ```python

@@ -16,9 +16,9 @@ class RecurrentPathTooLong(Rule):
     Finds RNN/LSTM/GRU layers (and hand-written loops over time) through which the
     shortest path between two positions ``d`` apart is ``d`` steps, and reports when that
     path, at the required span (``--span``) or across the whole sequence (``n - 1``), is
-    longer than ``threshold`` steps (default 256, seed 000: "when dependency span > 256,
+    longer than ``threshold`` steps (default 256, selection guide: "when dependency span > 256,
     RNN/LSTM often struggle"). The message estimates the gradient left after the path
-    with a per-step factor ``decay`` (default 0.9: 0.9^100 = 0.000026, seed 000).
+    with a per-step factor ``decay`` (default 0.9: 0.9^100 = 0.000026, selection guide).
 
     ## Why is this bad?
     The gradient from position t to t-d is a product of d Jacobians; with a spectral

@@ -15,13 +15,13 @@ class SerialStepsOverBudget(Rule):
     Counts the ordered steps on the critical path of one forward pass, S(n): one per
     attention, convolution or pooling layer on the longest chain, n per stacked
     recurrent layer. Reports when S(n) exceeds ``--max-serial-steps``, or when S(n)
-    times a per-step cost (option ``ms_per_step``, default 0.2 ms, seed 000) exceeds
+    times a per-step cost (option ``ms_per_step``, default 0.2 ms, selection guide) exceeds
     ``--latency``.
 
     ## Why is this bad?
     Serial steps cannot be parallelized away: more GPUs raise the batch, not the speed
     of one sequence. At n = 1024 an RNN takes 1024 ordered steps (~205 ms at 0.2 ms a
-    step) where a 6-layer Transformer takes 6 (seed 000).
+    step) where a 6-layer Transformer takes 6 (selection guide).
 
     ## Example
     ``nn.LSTM`` at ``--seq-len 1024 --latency 200ms``:
@@ -59,7 +59,7 @@ class SerialStepsOverBudget(Rule):
         latency = self.settings.latency_ms
         per_step = float(self.option("ms_per_step"))
         if latency is not None and steps * per_step > latency:
-            yield self.finding(f"{steps} serial steps ≈ {steps * per_step:.0f} ms at "
+            yield self.finding(f"{steps} serial steps ≈ {_milliseconds(steps * per_step)} ms at "
                                f"{per_step:g} ms/step > {latency:g} ms", fix=fix,
                                layer=row.layer if row else None,
                                location=row.location if row else None)
@@ -70,3 +70,9 @@ def _longest(reach):
     if reach.recurrences:
         return reach.recurrences[0]
     return reach.layers[-1] if reach.layers else None
+
+
+def _milliseconds(value: float) -> str:
+    """Whole milliseconds from 10 ms up, two significant digits below (0.4, not 0)."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+

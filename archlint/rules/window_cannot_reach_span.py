@@ -21,7 +21,7 @@ class WindowCannotReachSpan(Rule):
     ## Why is this bad?
     Local attention trades the n^2 score matrix for a path that grows with distance:
     each layer moves information only ``w - 1`` positions, so a dependency d positions
-    away needs ``ceil((d-1)/(w-1))`` layers (seed 000: n = 2048, w = 256 needs about 8).
+    away needs ``ceil((d-1)/(w-1))`` layers (selection guide: n = 2048, w = 256 needs about 8).
     With fewer layers the dependency is simply out of reach.
 
     ## Example
