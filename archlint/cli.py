@@ -88,6 +88,8 @@ def main() -> None:
               show_default=True, help="Color text output (auto: only on a terminal).")
 @click.option("--output", "-o", metavar="FILE",
               help="Write the report to this file instead of stdout.")
+@click.option("--plot", "plot_dir", metavar="DIR",
+              help="Write PNG pictures and an HTML page per model to DIR (archlint[plot]).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Use this pyproject.toml instead of the nearest one.")
 @click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
@@ -97,20 +99,21 @@ def main() -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
           config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
-          write_baseline: str | None, no_cache: bool, **options: Any) -> None:
+          write_baseline: str | None, plot_dir: str | None, no_cache: bool,
+          **options: Any) -> None:
     """Analyze model files (model.py, model.py:NAME, package.module:attr).
 
     Without TARGETS, checks the `models` listed in [tool.archlint]. An unchanged model
     checked again with the same settings is answered from the cache (see --no-cache).
     """
     _guarded(_check, debug, targets, output_format, color, output, config_path, isolated,
-             timeout, debug, options, write_baseline, not no_cache)
+             timeout, debug, options, write_baseline, not no_cache, plot_dir)
 
 
 def _check(targets: tuple[str, ...], output_format: str, color: str, output: str | None,
            config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
            options: dict[str, Any], write_baseline: str | None = None,
-           use_cache: bool = True) -> int:
+           use_cache: bool = True, plot_dir: str | None = None) -> int:
     from archlint.config import config_for
     from archlint.outputs import checked_output
     from archlint.sandbox import run_isolated
@@ -132,10 +135,11 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
     seconds = _timeout(timeout, config_path, isolated, chosen[0])
     output = checked_output(output, chosen)
     write_baseline = checked_output(write_baseline, chosen, option="--write-baseline")
+    plot_dir = _checked_plot_dir(plot_dir)
     use_color = output is None and output_format == "text" and _color(color)
     root = os.getcwd()
     cache_key = _cache_key(resolved, output_format, use_color) if (
-        use_cache and write_baseline is None) else None
+        use_cache and write_baseline is None and plot_dir is None) else None
     if cache_key is not None:
         from archlint.cache import lookup
 
@@ -162,6 +166,8 @@ def _check(targets: tuple[str, ...], output_format: str, color: str, output: str
             from archlint.baseline import write_baseline as write
 
             write(write_baseline, reports)
+        if plot_dir is not None:
+            _write_plots(reports, plot_dir)
         text = render(reports, output_format, FormatOptions(color=use_color))
         failing = [f for r in reports for f in _gating(r) if f.at_least(r.settings.fail_on)]
         if cache_key is not None:
@@ -209,6 +215,25 @@ def _cache_key(resolved: dict, output_format: str, use_color: bool) -> str | Non
         "output_format": output_format, "color": use_color,
         "baselines": [(path, file_digest(path)) for path in baselines],
     })
+
+
+def _checked_plot_dir(plot_dir: str | None) -> str | None:
+    """``--plot DIR``: matplotlib importable and DIR creatable, or exit 2 before the
+    analysis (neither torch nor matplotlib is imported to tell)."""
+    if plot_dir is None:
+        return None
+    from archlint.plot import checked_plot_directory
+
+    return checked_plot_directory(plot_dir, "--plot")
+
+
+def _write_plots(reports: list, plot_dir: str) -> None:
+    """The pictures of every report (in the child), and one line on stderr saying where."""
+    from archlint.plot import write_plots
+
+    pages = [path for path in write_plots(reports, plot_dir) if path.suffix == ".html"]
+    which = pages[0].name if len(pages) == 1 else f"{len(pages)} models, one .html page each"
+    print(f"archlint: pictures in {plot_dir} ({which})", file=sys.stderr, flush=True)
 
 
 def _refuse_undividable_layouts(reports: list) -> None:

@@ -37,7 +37,7 @@ _SHAPES = re.compile(r"broadcast|expanded size|must match|shape|size of tensor|"
                      r"out of (range|bounds)|invalid for input of size", re.IGNORECASE)
 #: texts of fake-tensor and tracker limitations, not of the model
 _TOOLING = re.compile(r"fake|meta tensor|data.dependent|symbolic|storage|register a hook|"
-                      r"not implemented", re.IGNORECASE)
+                      r"not implemented|nothing to train", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

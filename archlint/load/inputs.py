@@ -107,37 +107,160 @@ def with_call_convention(spec: InputSpec, model: nn.Module) -> InputSpec:
                      kwargs={**spec.kwargs, **kwargs}, min_len=spec.min_len)
 
 
-def from_example_input(function: Callable[..., Any]) -> InputSpec:
+def from_example_input(function: Callable[..., Any],
+                       model: nn.Module | None = None) -> InputSpec:
     """An InputSpec from the user's ``example_input(seq_len, batch)``.
 
-    The sequence dimension of each argument is found by building it at two lengths and
-    seeing which dimension follows.
+    It may return one tensor, a tuple or list of positional arguments, a dict of keyword
+    arguments (how Hugging Face models are called), or both as ``(args, kwargs)``.
+    Keyword arguments that name positional parameters of ``forward`` are passed
+    positionally (gaps filled with the parameters' defaults), so every consumer varies
+    one tuple of arguments. The sequence dimension of each argument is found by building
+    it at two lengths and seeing which dimension follows; a model attribute ``seq_dim``
+    (an int) chooses it where several follow (a pairwise ``(B, n, n)`` input).
     """
+    plan = _CallPlan(model)
+
     def make(n: int, b: int) -> tuple[Any, ...]:
-        args = function(n, b)
-        return tuple(args) if isinstance(args, (tuple, list)) else (args,)
+        return plan.args(function(n, b))
 
     try:
         with stage("calling example_input(seq_len, batch)"):
-            short, long_ = make(16, 1), make(24, 1)
+            short_value, long_value = function(16, 1), function(24, 1)
+            plan.learn(short_value)
+            short, long_ = plan.args(short_value), plan.args(long_value)
     except ArchlintError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's function
         raise ArchlintError(
             f"example_input(seq_len, batch) raised {describe(exc)}; "
             "it must return the forward arguments for any seq_len") from exc
-    seq_dims = tuple(_moving_dim(a, c) for a, c in zip(short, long_))
+    declared = getattr(model, "seq_dim", None) if model is not None else None
+    if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int)):
+        raise ArchlintError(f"{type(model).__name__}.seq_dim = {declared!r}: it must be an "
+                            "int, the sequence dimension of the forward's tensors")
+    seq_dims = tuple(_moving_dim(a, c, declared) for a, c in zip(short, long_))
+    plan.refuse_hidden(short, long_, seq_dims, plan.kwargs_at(short_value),
+                       plan.kwargs_at(long_value))
     if all(dim is None for dim in seq_dims):
         raise ArchlintError(
             "example_input(seq_len, batch) returns tensors whose shape does not follow "
             "seq_len; make the sequence dimension equal to seq_len")
     shapes = ", ".join(str(tuple(a.shape)) for a in short if isinstance(a, torch.Tensor))
-    return InputSpec("custom", f"example_input: {shapes} at n=16", make, seq_dims)
+    return InputSpec("custom", f"example_input: {shapes} at n=16", make, seq_dims,
+                     kwargs=plan.kwargs_at(short_value))
 
 
-def _moving_dim(a: Any, b: Any) -> int | None:
+class _CallPlan:
+    """How the value ``example_input`` returns becomes ``forward``'s arguments."""
+
+    def __init__(self, model: nn.Module | None) -> None:
+        self.parameters: list[inspect.Parameter] = []
+        if model is not None:
+            try:
+                self.parameters = [
+                    p for p in inspect.signature(model.forward).parameters.values()
+                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            except (TypeError, ValueError):
+                pass
+
+    @staticmethod
+    def parts(value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if isinstance(value, dict):
+            if not all(isinstance(key, str) for key in value):
+                raise ArchlintError("example_input(seq_len, batch) returns a dict whose keys "
+                                    "are not all strings; a dict holds keyword arguments")
+            return (), dict(value)
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], (tuple, list)) \
+                and isinstance(value[1], dict):
+            return tuple(value[0]), dict(value[1])
+        if isinstance(value, (tuple, list)):
+            return tuple(value), {}
+        return (value,), {}
+
+    def learn(self, value: Any) -> None:
+        self.parts(value)
+
+    def _bound(self, value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args, kwargs = self.parts(value)
+        if not kwargs:
+            return args, {}
+        names = [p.name for p in self.parameters]
+        wanted = [names.index(k) for k in kwargs if k in names]
+        if not wanted or min(wanted) < len(args):
+            return args, kwargs
+        out, rest = list(args), dict(kwargs)
+        for parameter in self.parameters[len(args):max(wanted) + 1]:
+            if parameter.name in rest:
+                out.append(rest.pop(parameter.name))
+            elif parameter.default is not parameter.empty:
+                out.append(parameter.default)
+            else:
+                raise ArchlintError(
+                    f"example_input(seq_len, batch) does not give forward's argument "
+                    f"{parameter.name!r}, which has no default")
+        return tuple(out), rest
+
+    def args(self, value: Any) -> tuple[Any, ...]:
+        return self._bound(value)[0]
+
+    def kwargs_at(self, value: Any) -> dict[str, Any]:
+        return self._bound(value)[1]
+
+    def refuse_hidden(self, short: tuple, long_: tuple, seq_dims: tuple,
+                      short_kwargs: dict, long_kwargs: dict) -> None:
+        """One line for a sequence axis archlint could not follow: inside a structure
+        (a tuple, dict or dataclass passed as one argument), or in a keyword argument
+        that ``forward`` takes by keyword only (``**kwargs``)."""
+        for index, (a, c, dim) in enumerate(zip(short, long_, seq_dims)):
+            if dim is None and not isinstance(a, torch.Tensor) and _follows(a, c):
+                name = (f" ({self.parameters[index].name!r})"
+                        if index < len(self.parameters) else "")
+                raise ArchlintError(
+                    f"example_input(seq_len, batch): argument {index}{name} is a "
+                    f"{type(a).__name__} holding tensors that follow seq_len; archlint "
+                    "follows the sequence axis of tensors passed as forward's own "
+                    "arguments: pass them as separate arguments or keyword arguments")
+        for key in short_kwargs:
+            if key in long_kwargs and _follows(short_kwargs[key], long_kwargs[key]):
+                raise ArchlintError(
+                    f"example_input(seq_len, batch): keyword argument {key!r} follows "
+                    "seq_len but forward takes it only by keyword (keyword-only or "
+                    "**kwargs); archlint varies positional arguments: give forward a "
+                    f"parameter named {key!r}")
+
+
+def _follows(a: Any, b: Any) -> bool:
+    """True when some tensor inside ``a`` changes shape where ``b`` has it."""
+    from torch.utils._pytree import tree_flatten
+
+    leaves_a, spec_a = tree_flatten(_as_tree(a))
+    leaves_b, spec_b = tree_flatten(_as_tree(b))
+    if spec_a != spec_b:
+        return True
+    return any(isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+               and x.shape != y.shape for x, y in zip(leaves_a, leaves_b))
+
+
+def _as_tree(value: Any) -> Any:
+    """Dataclasses as dicts of their fields, so pytree sees their tensors."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _as_tree(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_as_tree(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_tree(item) for key, item in value.items()}
+    return value
+
+
+def _moving_dim(a: Any, b: Any, declared: int | None = None) -> int | None:
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dim() != b.dim():
         return None
+    if declared is not None and -a.dim() <= declared < a.dim() \
+            and a.shape[declared] != b.shape[declared]:
+        return declared % a.dim()
     for dim, (x, y) in enumerate(zip(a.shape, b.shape)):
         if x == 16 and y == 24:
             return dim
@@ -153,13 +276,12 @@ def infer_input(model: nn.Module, example: Callable[..., Any] | None,
     a model that downsamples a lot rejects short inputs. The length that ran becomes the
     spec's ``min_len``, where tracing starts."""
     if example is not None:
-        specs = [with_call_convention(from_example_input(example), model)]
+        specs = [with_call_convention(from_example_input(example, model), model)]
     else:
         specs = [with_call_convention(spec, model) for spec in candidates(model)]
     if not specs:
-        raise ArchlintError(
-            f"{label}: cannot infer the input from the first layer; define "
-            "example_input(seq_len, batch) in the model file")
+        raise ArchlintError(f"{label}: {_why_not_inferred(model)}define "
+                            "example_input(seq_len, batch) in the model file")
     from archlint.trace.length import MAX_TRACE_LEN, MAX_TRACE_SIDE, candidate_lengths
 
     ladders = [candidate_lengths(max(VALIDATION_LEN, spec.min_len),
@@ -186,3 +308,18 @@ def infer_input(model: nn.Module, example: Callable[..., Any] | None,
     raise ArchlintError(
         f"{label}: forward raised {describe(exc)} with input "
         f"{specs[0].description} at n={length} (tried n={tried}){hint}") from exc
+
+
+def _why_not_inferred(model: nn.Module) -> str:
+    """Why no first layer told the input: a scripted module hides its layers' types, a
+    dynamically quantized one has layers of its own types."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return ("is a TorchScript module (torch.jit.script/trace), whose layers' types are "
+                "hidden, so its input cannot be inferred; ")
+    for name, module in model.named_modules():
+        if type(module).__module__.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")):
+            return (f"has quantized layers ({name or 'the model'}: "
+                    f"{type(module).__module__}.{type(module).__name__}), whose input "
+                    "cannot be inferred; check it with --mode infer (quantized weights take "
+                    "no gradients) and ")
+    return "cannot infer the input from the first layer; "

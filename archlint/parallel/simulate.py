@@ -91,6 +91,7 @@ def _step(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: in
     _data_parallel(module, blocks, layout, mesh, dtype)
     partitions = layout.shard if layout.zero == 1 else 1
     mode = FakeTensorMode(allow_non_fake_inputs=True)
+    mode.cache_enabled = False      # distinct shapes: hashing costs more than its hits save
     with mode, stock_causal_masks():
         module.to_empty(device="cpu")
         params = list(dict.fromkeys(module.parameters()))
@@ -257,15 +258,67 @@ def _host_types(layout: Layout) -> frozenset[str]:
 
 
 def _warm_optimizer(name: str, shards: list[torch.Tensor]) -> Any:
-    """The optimizer over the local shards, its state created by one step on zeros."""
+    """The optimizer over the local shards with its state already created (steady state).
+
+    The state is created by the optimizer's own lazy initialization (``_init_group``,
+    what its first ``step`` runs before the update: Adam's step counter and two moments
+    per shard), without the update's arithmetic; where that private hook is missing or
+    differs, one step on zero gradients creates the same state."""
     if name not in _OPTIMIZERS or not shards:
         return None
     optimizer = _OPTIMIZERS[name](shards, lr=1e-3, foreach=True)
     for shard in shards:
         shard.grad = torch.zeros_like(shard)
-    optimizer.step()
+    if not _init_state(optimizer):
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return optimizer
+
+
+def _init_state(optimizer: Any) -> bool:
+    """Run ``optimizer._init_group`` on every group (empty lists for its outputs); False
+    when the hook is missing or its signature is not the ``(group, *lists)`` one."""
+    import inspect
+
+    init = getattr(optimizer, "_init_group", None)
+    if init is None:
+        return False
+    try:
+        names = list(inspect.signature(init).parameters)
+    except (TypeError, ValueError):
+        return False
+    if not names or names[0] != "group":
+        return False
+    try:
+        for group in optimizer.param_groups:
+            init(group, *[[] for _ in names[1:]])
+    except (TypeError, KeyError, AttributeError):
+        optimizer.state.clear()
+        return False
+    return True
+
+
+def _init_state(optimizer: Any) -> bool:
+    """Run ``optimizer._init_group`` on every group (empty lists for its outputs); False
+    when the hook is missing or its signature is not the ``(group, *lists)`` one."""
+    import inspect
+
+    init = getattr(optimizer, "_init_group", None)
+    if init is None:
+        return False
+    try:
+        names = list(inspect.signature(init).parameters)
+    except (TypeError, ValueError):
+        return False
+    if not names or names[0] != "group":
+        return False
+    try:
+        for group in optimizer.param_groups:
+            init(group, *[[] for _ in names[1:]])
+    except (TypeError, KeyError, AttributeError):
+        optimizer.state.clear()
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -59,6 +59,11 @@ class ProbeResult:
     dtype: str
     support: dict[str, tuple[int, int]]    # per axis: first..last input position read
     erf: dict[str, dict[str, Any]]         # per axis: span, start, end, mass
+    #: per axis: the share of the gradient mass at each input position (mean over the
+    #: random inputs of each input's normalized mass; sums to 1), what the ERF is cut from
+    mass_profile: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    #: per axis: the input position aligned with the probed output (offset 0 of the profile)
+    aligned_input: dict[str, int | None] = field(default_factory=dict)
     causal: bool | None = None
     ahead: int = 0                         # farthest input read ahead of the output
     order_blind: bool | None = None        # output only permuted by an input permutation
@@ -313,7 +318,7 @@ def _gradients(out, probe, plan: ProbePlan, axes, seq_dims, batch_dim, dtype, le
         mass = _mass(grad, batch_dim, dim)
         result.support[axis] = _support(mass)
         at = None if positions[axis] is None else int(round(plan.jump * positions[axis]))
-        result.erf[axis] = effective_receptive_field(mass, at)
+        _record_erf(result, axis, mass, at)
     if len(axes) == 1 and dims[0] is not None:
         _causality(out, probe, plan, dims[0], position, weights, batch_dim, seq_dims[0],
                    result, length)
@@ -339,8 +344,7 @@ def _gradients_one_pass(out, probe, plan, seq_dim, dim, batch_dim, dtype, length
                          {}, positions=positions)
     mass = _mass(grad, batch_dim, seq_dim)
     result.support["n"] = _support(mass[: seeds - 1])
-    result.erf["n"] = effective_receptive_field(mass[: seeds - 1],
-                                                int(round(plan.jump * position)))
+    _record_erf(result, "n", mass[: seeds - 1], int(round(plan.jump * position)))
     _judge_causality(result, _support(mass[seeds - 1:])[1], plan, position, length,
                      out.shape[dim])
     return result
@@ -372,11 +376,24 @@ def _support(mass: torch.Tensor) -> tuple[int, int]:
     return int(found[0]), int(found[-1])
 
 
+def _record_erf(result: ProbeResult, axis: str, mass: torch.Tensor, at: int | None) -> None:
+    """The ERF of ``axis`` and the mass profile it was cut from."""
+    result.erf[axis] = effective_receptive_field(mass, at)
+    result.mass_profile[axis] = tuple(float(v) for v in mass_share(mass))
+    result.aligned_input[axis] = at
+
+
+def mass_share(mass: torch.Tensor) -> torch.Tensor:
+    """(positions,) float64: each input's normalized gradient mass, averaged over the
+    random inputs (every input weighs the same, whatever its gradient's scale)."""
+    totals = mass.sum(dim=1, keepdim=True)
+    return (mass / totals.clamp_min(torch.finfo(mass.dtype).tiny)).mean(0).double()
+
+
 def effective_receptive_field(mass: torch.Tensor, position: int | None) -> dict[str, Any]:
     """Smallest window (containing ``position`` if given) holding ERF_MASS of the mean
     normalized gradient mass."""
-    totals = mass.sum(dim=1, keepdim=True)
-    share = (mass / totals.clamp_min(torch.finfo(mass.dtype).tiny)).mean(0).double()
+    share = mass_share(mass)
     cumulative = torch.cat([torch.zeros(1, dtype=share.dtype), share.cumsum(0)])
     count = share.numel()
     best = (0, count - 1)

@@ -151,6 +151,8 @@ class ReachReport:
                 "agrees": self.agreement, "trusted": self.trusted, "reason": self.trust_reason,
                 "causal": p.causal, "ahead": p.ahead, "order_blind": p.order_blind,
                 "attention_order_blind": dict(p.attention_order_blind),
+                "mass_profile": {a: list(m) for a, m in p.mass_profile.items()},
+                "aligned_input": dict(p.aligned_input),
                 "notes": list(p.notes)}
 
     def _layer_dict(self, row: LayerRow) -> dict[str, Any]:
