@@ -298,29 +298,6 @@ def _init_state(optimizer: Any) -> bool:
     return True
 
 
-def _init_state(optimizer: Any) -> bool:
-    """Run ``optimizer._init_group`` on every group (empty lists for its outputs); False
-    when the hook is missing or its signature is not the ``(group, *lists)`` one."""
-    import inspect
-
-    init = getattr(optimizer, "_init_group", None)
-    if init is None:
-        return False
-    try:
-        names = list(inspect.signature(init).parameters)
-    except (TypeError, ValueError):
-        return False
-    if not names or names[0] != "group":
-        return False
-    try:
-        for group in optimizer.param_groups:
-            init(group, *[[] for _ in names[1:]])
-    except (TypeError, KeyError, AttributeError):
-        optimizer.state.clear()
-        return False
-    return True
-
-
 @contextlib.contextmanager
 def _quiet():
     """Silence the fake-tensor logger while the user's model runs on a foreign stack."""
