@@ -227,11 +227,12 @@ def _checked_plot_dir(plot_dir: str | None) -> str | None:
     return checked_plot_directory(plot_dir, "--plot")
 
 
-def _write_plots(reports: list, plot_dir: str) -> None:
-    """The pictures of every report (in the child), and one line on stderr saying where."""
+def _write_plots(reports: list, plot_dir: str, advice: list | None = None) -> None:
+    """The pictures of every report (in the child), and one line on stderr saying where;
+    ``advice``: one AdviceReport per report (``archlint advise --plot``)."""
     from archlint.plot import write_plots
 
-    pages = [path for path in write_plots(reports, plot_dir) if path.suffix == ".html"]
+    pages = [path for path in write_plots(reports, plot_dir, advice) if path.suffix == ".html"]
     which = pages[0].name if len(pages) == 1 else f"{len(pages)} models, one .html page each"
     print(f"archlint: pictures in {plot_dir} ({which})", file=sys.stderr, flush=True)
 
@@ -380,13 +381,17 @@ def _profile(target: str, out_dir: str, output_format: str, config_path: str | N
               type=click.Choice(["text", "json"]), help="Output format.")
 @click.option("--output", "-o", metavar="FILE",
               help="Write the advice to this file instead of stdout.")
+@click.option("--plot", "plot_dir", metavar="DIR",
+              help="Write the changes on the two axes, the cost curves and an HTML page "
+                   "to DIR (archlint[plot]).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Use this pyproject.toml instead of the nearest one.")
 @click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
 @click.option("--timeout", help="Seconds the advice may take (default 300; 90s, 5min).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def advise(target: str, output_format: str, output: str | None, config_path: str | None,
-           isolated: bool, timeout: str | None, debug: bool, **options: Any) -> None:
+def advise(target: str, output_format: str, output: str | None, plot_dir: str | None,
+           config_path: str | None, isolated: bool, timeout: str | None, debug: bool,
+           **options: Any) -> None:
     """Rank concrete changes by what they do to reach and cost at --seq-len.
 
     Starts from the model's R, L(span), S, peak memory and FLOPs, and evaluates each
@@ -395,11 +400,12 @@ def advise(target: str, output_format: str, output: str | None, config_path: str
     Needs a goal: --span, --memory, or both.
     """
     _guarded(_advise, debug, target, output_format, output, config_path, isolated, timeout,
-             debug, options)
+             debug, options, plot_dir)
 
 
 def _advise(target: str, output_format: str, output: str | None, config_path: str | None,
-            isolated: bool, timeout: str | None, debug: bool, options: dict[str, Any]) -> int:
+            isolated: bool, timeout: str | None, debug: bool, options: dict[str, Any],
+            plot_dir: str | None = None) -> int:
     from archlint.config import config_for
     from archlint.outputs import checked_output, write_report
     from archlint.sandbox import run_isolated
@@ -420,6 +426,7 @@ def _advise(target: str, output_format: str, output: str | None, config_path: st
         raise ArchlintError("archlint advise takes one --seq-len (the length to advise for)")
     seconds = _timeout(timeout, config_path, isolated, target)
     output = checked_output(output, [target])
+    plot_dir = _checked_plot_dir(plot_dir)
 
     def advice(reporter) -> tuple[str, int]:  # noqa: ANN001 - runs in the child
         import json
@@ -432,7 +439,10 @@ def _advise(target: str, output_format: str, output: str | None, config_path: st
         reporter.target(target)
         session = CheckSession(overrides=overrides, config_path=config_path,
                                isolated=isolated)
-        result = advise_report(session.analyze(target))
+        report = session.analyze(target)
+        result = advise_report(report)
+        if plot_dir is not None:
+            _write_plots([report], plot_dir, [result])
         text = (json.dumps(result.to_dict(), indent=2, default=str) + "\n"
                 if output_format == "json" else result.render_text())
         return text, EXIT_CLEAN

@@ -262,3 +262,102 @@ def test_stems_are_file_names_and_distinct():
                        ("TinyLM", "TinyLM")]:
         assert stem_for(name, taken) == stem
         taken.add(stem)
+
+
+# -- archlint advise --plot ---------------------------------------------------------------
+
+SEED_LSTM = "fixtures/seed000_lstm.py"
+
+
+def advise_json(*args: str) -> dict:
+    """``archlint advise ARGS --format json -o advice.json``; the advice document."""
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"archlint-advice-{os.getpid()}.json"
+    result = CliRunner().invoke(main, ["advise", *args, "--format", "json", "-o", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    try:
+        return json.loads(out.read_text())
+    finally:
+        out.unlink()
+
+
+def _expected_points(document: dict, y_key: str) -> list[dict]:
+    """The advice picture's points, rebuilt from ``advise --format json``: the position,
+    then every evaluated suggestion in rank order, numbered as in the text table."""
+    def point(label, key, index, standing):
+        return {"label": label, "key": key, "index": index,
+                "peak_bytes": standing["peak_bytes"], "flops": standing["flops"],
+                "y": standing[y_key], "fits": standing["fits"],
+                "reaches": standing["reaches"], "on_time": standing["on_time"]}
+
+    points = [point("as is", "now", None, document["position"])]
+    for index, suggestion in enumerate(document["suggestions"], 1):
+        if suggestion["after"] is not None:
+            points.append(point(f"{index}. {suggestion['title']}", suggestion["key"], index,
+                                suggestion["after"]))
+    return points
+
+
+def test_advise_plot_draws_every_change_with_the_advices_numbers(tmp_path):
+    args = (SEED_LSTM, "--seq-len", "4k", "--span", "1024", "--memory", "64MB",
+            "--latency", "50ms", "--no-dynamic")
+    document = advise_json(*args, "--plot", str(tmp_path))
+    stem = stem_for(document["model"]["name"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{stem}{suffix}" for suffix in ("-advice.png", "-cost.png", "-memory.png", ".html"))
+    for suffix in ("-advice.png", "-cost.png", "-memory.png"):
+        _assert_png(tmp_path / f"{stem}{suffix}")
+    text = (tmp_path / f"{stem}.html").read_text()
+    data = read_embedded(text)["advice"]
+    assert data["points"] == _expected_points(document, "dependency_path")
+    assert data["y_axis"] == "dependency_path" and data["span"] == 1024
+    assert data["budget_bytes"] == 64 * 10**6 == document["goals"]["budget_bytes"]
+    assert data["max_path"] == document["goals"]["max_path"] == 256     # AL102's default
+    # the recurrence: L(span) = span - 1 hops, one per step, as the model is; the TCN's
+    # ten dilated layers (dilations 1..512) reach it in 10
+    assert data["points"][0]["y"] == 1023
+    tcn = next(p for p in data["points"] if p["key"] == "tcn")
+    assert tcn["y"] == 10 and tcn["fits"] and tcn["reaches"] and tcn["on_time"]
+    # the page says it in words too: the table rows and the embedded picture
+    assert text.count("<tr><td>") >= len(data["points"])
+    assert "Changes on the two axes at n=4096" in text
+    advice_png = (tmp_path / f"{stem}-advice.png").read_bytes()
+    assert base64.b64encode(advice_png).decode("ascii") in text
+    # the same run's cost pictures are the check's: the target point is the position
+    assert read_embedded(text)["cost"]["target"]["peak_bytes"] == \
+        document["position"]["peak_bytes"]
+
+
+def test_advise_plot_without_a_span_plots_serial_steps(tmp_path):
+    document = advise_json("fixtures/transformer_model.py", "--seq-len", "4096",
+                           "--memory", "16GB", "--no-dynamic", "--plot", str(tmp_path))
+    stem = stem_for(document["model"]["name"])
+    data = read_embedded((tmp_path / f"{stem}.html").read_text())["advice"]
+    assert data["y_axis"] == "serial_steps" and data["span"] is None
+    assert data["points"] == _expected_points(document, "serial_steps")
+    # two encoder layers: two serial steps whatever n, before and after each change
+    assert {p["y"] for p in data["points"]} == {2}
+    assert len(data["points"]) == 1 + sum(s["after"] is not None
+                                          for s in document["suggestions"]) > 2
+    _assert_png(tmp_path / f"{stem}-advice.png")
+
+
+def test_advise_plot_writes_the_same_bytes_twice(tmp_path):
+    args = (SEED_LSTM, "--seq-len", "4k", "--span", "1024", "--no-dynamic")
+    for folder in ("one", "two"):
+        advise_json(*args, "--plot", str(tmp_path / folder))
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir()) and len(names) == 4
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_advise_plot_without_matplotlib_says_how_to_install(tmp_path):
+    folder = tmp_path / "pictures"
+    process = _cli_without_torch(["advise", SEED_LSTM, "--span", "1024", "--plot",
+                                  str(folder)], prelude="sys.modules['matplotlib'] = None")
+    assert process.returncode == 2
+    assert process.stderr.count("\n") == 1, process.stderr
+    assert "--plot needs matplotlib" in process.stderr and INSTALL_HINT in process.stderr
+    assert process.stdout == "no torch\n"
+    assert not folder.exists()

@@ -5,7 +5,10 @@ FLOPs against n, log-log, the budget, the largest n that fits, the attention cro
 ``STEM-memory.png`` (the bytes at the peak by category at the target n),
 ``STEM-erf.png`` (the gradient mass by input offset against the static receptive field;
 only where the gradient probe ran) and ``STEM.html`` (all of them embedded, with the
-plotted data as JSON). Nothing is re-analyzed: the pictures read the report.
+plotted data as JSON). ``archlint advise ... --plot DIR`` writes the same, plus
+``STEM-advice.png``: the model and every evaluated change on the two axes, peak memory
+against the dependency path (:mod:`archlint.plot.advice`). Nothing is re-analyzed: the
+pictures read the report.
 
 From Python, after an analysis (torch is loaded by then; matplotlib must be installed,
 ``pip install 'archlint[plot]'``)::
@@ -25,7 +28,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from archlint.errors import ArchlintError
 
@@ -60,16 +63,20 @@ def require_matplotlib(option: str = "--plot") -> None:
                             f"{INSTALL_HINT}")
 
 
-def write_plots(reports: Sequence[Report], directory: str | os.PathLike) -> list[Path]:
+def write_plots(reports: Sequence[Report], directory: str | os.PathLike,
+                advice: Sequence[Any] | None = None) -> list[Path]:
     """Write every report's pictures and page into ``directory`` (created if missing);
     returns the paths written, in order. Two reports of one model file get distinct
-    stems (``model``, ``model-2``)."""
+    stems (``model``, ``model-2``). ``advice``: one
+    :class:`~archlint.advise.AdviceReport` per report (``archlint advise --plot``),
+    drawn as ``STEM-advice.png`` and tabled on the page."""
     taken: set[str] = set()
     written: list[Path] = []
-    for report in reports:
+    advised = list(advice) if advice is not None else [None] * len(reports)
+    for report, model_advice in zip(reports, advised, strict=True):
         stem = stem_for(report.model.name, taken)
         taken.add(stem)
-        written.extend(write_model_plots(report, directory, stem))
+        written.extend(write_model_plots(report, directory, stem, model_advice))
     return written
 
 
@@ -87,14 +94,15 @@ def stem_for(name: str, taken: set[str] = frozenset()) -> str:  # type: ignore[a
     return candidate
 
 
-def write_model_plots(report: Report, directory: str | os.PathLike, stem: str) -> list[Path]:
+def write_model_plots(report: Report, directory: str | os.PathLike, stem: str,
+                      advice: Any = None) -> list[Path]:
     """One report's PNGs and HTML page, named ``STEM-*.png`` and ``STEM.html``."""
     from archlint.plot.render import render_model
 
     folder = Path(directory)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        files = render_model(report)
+        files = render_model(report, advice)
         written = []
         for suffix, content in files.items():
             path = folder / f"{stem}{suffix}"

@@ -29,6 +29,8 @@ def page(data: dict[str, Any], pictures: dict[str, bytes], notes: list[str]) -> 
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
              f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>",
              f"<h1>{html.escape(title)}</h1>"]
+    if data.get("advice") is not None:
+        parts.append(_advice_table(data["advice"]))
     if data["cost"] is not None:
         parts.append(_cost_table(data["cost"]))
     for caption, png in pictures.items():
@@ -70,3 +72,28 @@ def _cost_table(cost: dict[str, Any]) -> str:
     if cost["crossover"] is not None:
         facts.append(f"attention FLOPs overtake the rest at n≈{cost['crossover']}")
     return "\n".join(rows) + f"\n<p>{'; '.join(facts)}</p>"
+
+
+def _advice_table(advice: dict[str, Any]) -> str:
+    """The advice picture's points as a table: the state, its peak and FLOPs, L or S, and
+    the verdict on each goal asked."""
+    axis = "L(span)" if advice["y_axis"] == "dependency_path" else "S(n)"
+    rows = ["<table>\n<tr><th>state</th><th>peak memory</th><th>FLOPs</th>"
+            f"<th>{axis}</th><th>fits</th><th>reaches</th><th>on time</th></tr>"]
+    for point in advice["points"]:
+        verdicts = "".join(f"<td>{_verdict(point[key])}</td>"
+                           for key in ("fits", "reaches", "on_time"))
+        rows.append(f"<tr><td>{html.escape(point['label'])}</td>"
+                    f"<td>{format_bytes(point['peak_bytes'])}</td>"
+                    f"<td>{format_count(point['flops'])}</td><td>{point['y']}</td>"
+                    f"{verdicts}</tr>")
+    rows.append("</table>")
+    missing = advice["not_evaluated"]
+    if missing:
+        rows.append("<p class=\"note\">Not evaluated: "
+                    f"{html.escape('; '.join(missing))}.</p>")
+    return "\n".join(rows)
+
+
+def _verdict(value: bool | None) -> str:
+    return "-" if value is None else "yes" if value else "NO"

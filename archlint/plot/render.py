@@ -7,21 +7,31 @@ model gets a page whatever its report holds.
 
 from __future__ import annotations
 
+from typing import Any
+
+from archlint.plot.advice import advice_data, advice_figure
 from archlint.plot.data import plot_data
 from archlint.plot.figures import cost_figure, default_style, erf_figure, memory_figure, png_bytes
 from archlint.plot.page import page
 from archlint.report import Report
 
 
-def render_model(report: Report) -> dict[str, bytes]:
-    """``{file suffix: content}``: ``-cost.png``, ``-memory.png``, ``-erf.png`` where the
-    report has their data, and ``.html``, in that order."""
+def render_model(report: Report, advice: Any = None) -> dict[str, bytes]:
+    """``{file suffix: content}``: ``-advice.png`` when ``advice`` (the model's
+    :class:`~archlint.advise.AdviceReport`) is given, ``-cost.png``, ``-memory.png``,
+    ``-erf.png`` where the report has their data, and ``.html``, in that order."""
     data = plot_data(report)
+    if advice is not None:
+        data["advice"] = advice_data(advice)
     model, cost, reach = data["model"], data["cost"], data["reach"]
     files: dict[str, bytes] = {}
     captions: dict[str, bytes] = {}
     notes: list[str] = []
     with default_style():
+        if advice is not None:
+            files["-advice.png"] = png_bytes(advice_figure(model, data["advice"]))
+            captions[f"Changes on the two axes at n={data['advice']['seq_len']}"] = \
+                files["-advice.png"]
         if cost is not None:
             files["-cost.png"] = png_bytes(cost_figure(model, cost, data["image"]))
             captions["Peak memory and FLOPs against n"] = files["-cost.png"]
