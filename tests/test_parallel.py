@@ -497,3 +497,29 @@ def test_cp2_counts_the_ring_key_value_exchange_by_hand():
     assert two.peak - local.peak == buffers
     assert any("by formula" in text and "ring attention" in text for text in two.formula)
     assert not local.formula
+
+
+# ---------------------------------------------------------------- one build per layout
+
+
+@pytest.mark.parametrize("layout", [
+    Layout(fsdp=4, zero=1), Layout(fsdp=4, zero=2), Layout(fsdp=4, checkpoint="full"),
+    Layout(dp=2, fsdp=2, offload=True)], ids=["zero1", "zero2", "full", "hsdp-offload"])
+def test_a_reused_build_gives_a_fresh_builds_figures_to_the_byte(layout):
+    """The Simulator builds a layout once and steps it at every length; each step must
+    give exactly what a fresh build gives at that length (peak, parts, state, saved
+    activations, collectives, host memory), in any order of lengths, the build being
+    the same object throughout."""
+    from archlint.parallel.simulate import Simulator
+
+    graph = traced(SMALL)
+    plan = make_plan(graph, layout, (256,))
+    fresh = {n: simulate(graph, layout, plan, n, 1, "float32", "adam") for n in (256, 128)}
+    with Simulator(graph, 1, "float32", "adam") as simulator:
+        first = simulator.step(layout, plan, 256)
+        built = simulator._held[1]
+        reused = [simulator.step(layout, plan, n) for n in (128, 256)]
+        assert simulator._held[1] is built
+    assert first == fresh[256]
+    assert reused == [fresh[128], fresh[256]]
+    assert fresh[256].peak > fresh[128].peak
