@@ -73,7 +73,7 @@ def main() -> None:
 @click.option("--warn-unused-noqa", "warn_unused_noqa", flag_value=True, default=None,
               help="Report `# archlint: noqa` comments that suppress nothing (AL001).")
 @click.option("--parallel", help="Layout per device: fsdp=8 or dp=4,fsdp=8,tp=2,cp=2.")
-@click.option("--checkpoint", help="Activation checkpointing per block: none | full.")
+@click.option("--checkpoint", help="Activation checkpointing: none | full | selective.")
 @click.option("--zero", help="ZeRO stage of the data-parallel sharding: 1 | 2 | 3.")
 @click.option("--offload", "offload", flag_value=True, default=None,
               help="Keep sharded parameters, gradients and optimizer state on the host.")

@@ -365,15 +365,95 @@ def test_full_checkpoint_peak_holds_one_recomputed_block(tmp_path):
     assert step.peak < plain.peak
 
 
-def test_selective_checkpointing_is_refused_with_the_reason(tmp_path):
+def _dropout_gpt(tmp_path):
+    """The 124M decoder's code at a small size (d 96, 4 heads, 2 layers, vocabulary 64)
+    with attention dropout 0.1 in training, which sends scaled_dot_product_attention to
+    its math kernel on CPU (the fused CPU kernel has no dropout): scores are n×n."""
+    model = tmp_path / "gpt_dropout.py"
+    text = (ROOT / GPT).read_text().replace(
+        "GPT(vocab_size=50257, max_len=1024, d_model=768, n_heads=12, n_layers=12)",
+        "GPT(vocab_size=64, max_len=1024, d_model=96, n_heads=4, n_layers=2)").replace(
+        "is_causal=True)", "is_causal=True, dropout_p=0.1 if self.training else 0.0)")
+    assert text.count("dropout_p=0.1") == 1
+    model.write_text(text)
+    return traced(str(model))
+
+
+def _steps(graph, checkpoints, s, dtype="bfloat16"):
+    out = {}
+    for how in checkpoints:
+        layout = Layout(fsdp=2, checkpoint=how)
+        out[how] = simulate(graph, layout, make_plan(graph, layout, (s,)), s, 1, dtype,
+                            "adam")
+    return out
+
+
+def test_selective_checkpoint_drops_the_attention_core_by_hand(tmp_path):
+    """Selective recompute (Korthikanti et al. 2022, Sec. 4.2) on the math kernel, where
+    scores are n×n, by hand (a = 4 heads, s = 256, b = 1, h = 96, 2 layers, bfloat16).
+
+    Without checkpointing each layer keeps for the attention core the tensors of
+    QKᵀ, softmax, softmax-dropout and attention over V. Korthikanti count the s² ones
+    as 5·a·s²·b bytes at 16 bits (softmax output 2, dropout mask 1, dropout output 2);
+    CPU's math kernel computes 16-bit attention in float32 and keeps its dropout mask
+    as a float32 tensor: 4 + 4 + 4, so 12·a·s²·b. The core's other saved tensors are
+    its float32 copies of q (scaled), kᵀ (scaled) and v: 3·4·s·b·h. Recomputing the
+    core instead keeps its inputs, the 16-bit q, k, v: views of the qkv output, 6·s·b·h
+    that nothing else keeps. So selective saves L·(12·a·s²·b + 12·s·b·h − 6·s·b·h) less
+    than none, exactly, and more than full recompute (which keeps only block inputs)."""
+    a, s, h, layers = 4, 256, 96, 2
+    graph = _dropout_gpt(tmp_path)
+    steps = _steps(graph, ("none", "selective", "full"), s)
+    none, selective, full = steps["none"], steps["selective"], steps["full"]
+    assert selective.recomputed == layers and none.recomputed is None
+    removed = none.saved["activations"] - selective.saved["activations"]
+    assert removed == layers * (12 * a * s * s + 12 * s * h - 6 * s * h)
+    assert selective.saved["activations"] >= full.saved["activations"]
+    assert full.peak <= selective.peak < none.peak
+    assert _state(selective) == _state(none)
+
+
+def test_selective_checkpoint_of_fused_attention_drops_its_log_sum_exp():
+    """On the fused CPU kernel (the 124M decoder, no dropout) there is no n×n tensor to
+    drop: the kernel keeps q, k, v (kept anyway, as the recompute's inputs), its output
+    (kept anyway, as the proj Linear's input: the transpose and reshape are views) and
+    its float32 log-sum-exp, 4·a·s·b bytes per layer, the one tensor selective removes."""
+    graph = traced(GPT)
+    steps = _steps(graph, ("none", "selective"), S)
+    assert steps["selective"].recomputed == LAYERS
+    assert steps["none"].saved["activations"] - steps["selective"].saved["activations"] \
+        == LAYERS * 4 * HEADS * S
+
+
+def test_selective_checkpoint_on_hand_written_attention_says_nothing_was_recomputed():
+    """A model that computes attention by hand calls no scaled_dot_product_attention:
+    nothing is recomputed, the figures are those of --checkpoint none, and the report
+    says so."""
+    import archlint
+
+    report = archlint.analyze("fixtures/gpt_materialized.py", seq_len=128,
+                              parallel="fsdp=2", checkpoint="selective", dynamic=False)
+    step = report.parallel.target
+    assert step.recomputed == 0
+    plain = _step("fixtures/gpt_materialized.py", Layout(fsdp=2), 128)
+    assert (step.peak, step.saved) == (plain.peak, plain.saved)
+    assert any("nothing recomputed" in note for note in report.parallel.notes)
+    assert "selective checkpointing" in report.parallel.render_text().splitlines()[0]
+
+
+def test_checkpoint_selective_on_the_command_line_and_a_bad_value(tmp_path):
     model = tmp_path / "tiny.py"
     model.write_text(TWELVE_HEADS)
-    result = CliRunner().invoke(main, ["check", str(model), "--seq-len", "64", "--parallel",
-                                       "fsdp=2", "--checkpoint", "selective", "--no-dynamic",
-                                       "--isolated"])
-    assert result.exit_code == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "'selective' is not simulated" in lines[0], result.stderr
+    args = ["check", str(model), "--seq-len", "64", "--parallel", "fsdp=2", "--no-dynamic",
+            "--isolated", "--fail-on", "error"]
+    result = CliRunner().invoke(main, [*args, "--checkpoint", "selective"])
+    assert result.exit_code == 0, result.output
+    assert "fsdp=2 (2 devices), ZeRO-3 over 2" in result.stdout
+    assert "selective checkpointing" in result.stdout
+    bad = CliRunner().invoke(main, [*args, "--checkpoint", "partial"])
+    assert bad.exit_code == 2
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "none, full, selective" in lines[0], bad.stderr
 
 
 # ---------------------------------------------------------------- ZeRO stages

@@ -63,6 +63,12 @@ def _answer(report: ParallelReport, graph: ModelGraph, settings: Settings, cost:
                 report.failures[seq_len] = str(error)
             else:
                 report.steps.append(step)
+    if layout.checkpoint == "selective" and any(step.recomputed == 0
+                                                for step in report.steps):
+        report.notes.append(
+            "--checkpoint selective: the model calls no F.scaled_dot_product_attention "
+            "(attention computed by hand), so nothing recomputed: the figures are those "
+            "of --checkpoint none")
     target = report.target
     if settings.memory is None or target is None or target.method != "simulated":
         return

@@ -6,8 +6,10 @@ torchtitan's order:
 
 1. the TP plan (:mod:`.plan`): ``parallelize_module`` with ``ColwiseParallel`` /
    ``RowwiseParallel`` over the ``tp`` mesh dimension;
-2. activation checkpointing of each block (``checkpoint_wrapper``, non-reentrant: the
-   block keeps only its input and recomputes the rest in backward);
+2. full activation checkpointing of each block (``checkpoint_wrapper``, non-reentrant:
+   the block keeps only its input and recomputes the rest in backward); selective
+   recompute instead runs each attention call under ``checkpoint`` during the forward
+   (:class:`_RecomputeAttention`);
 3. ``fully_shard`` on each block, then on the root, over the ``dp``×``fsdp`` mesh
    (HSDP when ``dp`` > 1), with a ``MixedPrecisionPolicy`` for bfloat16/float16
    (fp32 master weights and gradients, 16-bit compute);
@@ -28,11 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from archlint.cost.fake import backward_from, make_inputs, stock_causal_masks
 from archlint.graph import ModelGraph
@@ -65,6 +70,7 @@ class DeviceStep:
     method: str = "simulated"           # or "formula (...)" when the simulation failed
     formula: tuple[str, ...] = ()       # parts of a simulated step derived by formula
     host: dict[str, int] = field(default_factory=dict)    # --offload: host bytes at their peak
+    recomputed: int | None = None       # --checkpoint selective: attention calls recomputed
 
 
 def simulate(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: int,
@@ -153,12 +159,14 @@ class _Built:
 
         layout, module, optimizer = self.layout, self.module, self.optimizer
         params, shards, partitions = self.params, self.shards, self.partitions
+        recompute = _RecomputeAttention() if layout.checkpoint == "selective" else None
         with self.mode, stock_causal_masks():
             args, kwargs = make_inputs(graph.input_spec, seq_len // layout.cp, batch)
             tracker = StepTracker(module, optimizer, host=_host_types(layout))
             tracker.track_inputs(args)
             with tracker:
-                out = module(*args, **kwargs)
+                with recompute or contextlib.nullcontext():
+                    out = module(*args, **kwargs)
                 tracker.mark_forward()
                 backward_from(out)
                 del out
@@ -172,7 +180,10 @@ class _Built:
                     param.grad = shard.grad = None
             parts = tracker.peak_parts()
             _reshard(module)
-        return self._figures(graph, tracker, parts, seq_len, batch)
+        step = self._figures(graph, tracker, parts, seq_len, batch)
+        if recompute is not None:
+            step = dataclasses.replace(step, recomputed=recompute.calls)
+        return step
 
     def _figures(self, graph: ModelGraph, tracker: Any, parts: dict[str, int],
                  seq_len: int, batch: int) -> DeviceStep:
@@ -203,6 +214,32 @@ class _Built:
                           phase=tracker.peak_phase, state=state, saved=tracker.saved,
                           collectives=collectives, formula=tuple(formula),
                           host=tracker.host_peak if layout.offload else {})
+
+
+class _RecomputeAttention(TorchFunctionMode):
+    """Selective activation recomputation (Korthikanti et al. 2022, Sec. 4.2): every
+    ``F.scaled_dot_product_attention`` call of the forward runs under PyTorch's
+    non-reentrant ``torch.utils.checkpoint.checkpoint``, which keeps the call's inputs
+    (q, k, v, the mask) and recomputes the attention core in backward; every other op
+    saves what autograd saves. On the math kernel (an explicit mask with dropout, or no
+    fused kernel) that core is QKᵀ, softmax, softmax-dropout and attention over V, whose
+    n×n tensors (5·a·s²·b bytes per layer at 16 bits, with dropout) are no longer kept;
+    on a fused kernel it is the output and log-sum-exp the kernel keeps for backward.
+    ``calls`` counts the recomputed calls (0: the model computes attention by hand, with
+    nothing recomputed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001,ANN204
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            from torch.utils.checkpoint import checkpoint
+
+            self.calls += 1
+            return checkpoint(func, *args, use_reentrant=False, **kwargs)
+        return func(*args, **kwargs)
 
 
 def _reshard(module: nn.Module) -> None:
@@ -264,9 +301,10 @@ def _tensor_parallel(module: nn.Module, plan: Plan, mesh: Any) -> None:
 
 
 def _checkpointed(module: nn.Module, path: str, how: str) -> nn.Module:
-    """The block at ``path``, wrapped for activation checkpointing when asked."""
+    """The block at ``path``, wrapped for full activation checkpointing when asked
+    (selective recompute wraps attention calls instead: :class:`_RecomputeAttention`)."""
     block = module.get_submodule(path)
-    if how == "none":
+    if how != "full":
         return block
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
         CheckpointImpl,
