@@ -105,7 +105,13 @@ def test_al301_latency_and_step_budget():
     slow = findings_of("fixtures/gpt_sdpa.py", dynamic=False, seq_len="1024", latency_ms=0.3,
                        rule_options={"AL301": {"ms_per_step": 0.2}})
     assert [f.message for f in slow if f.code == "AL301"] == [
-        "2 serial steps ≈ 0.4 ms at 0.2 ms/step > 0.3 ms"]
+        "2 serial steps ≈ 0.4 ms at 0.2 ms/step > 0.3 ms"]                 # 2 * 0.2
+    odd = findings_of("fixtures/gpt_sdpa.py", dynamic=False, seq_len="1024", latency_ms=0.2,
+                      rule_options={"AL301": {"ms_per_step": 0.123}})
+    assert [f.message for f in odd if f.code == "AL301"] == [
+        "2 serial steps ≈ 0.246 ms at 0.123 ms/step > 0.2 ms"]             # 2 * 0.123
+    short = only("AL301", "fixtures/lstm_model.py", seq_len="32", latency_ms=10)
+    assert short.message == "64 serial steps ≈ 12.8 ms at 0.2 ms/step > 10 ms"  # 2*32*0.2
 
 
 def test_rules_quiet_without_their_settings():
