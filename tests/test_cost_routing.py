@@ -77,3 +77,26 @@ def test_a_capacity_factor_scales_every_share_up_to_all_entries():
 
 def test_a_model_without_data_dependent_sizes_measures_nothing():
     assert measure(nn.Linear(4, 4), (torch.randn(1, 8, 4),), {}, 8) is None
+
+
+def test_the_capacity_factor_setting_reaches_the_fake_run():
+    """--capacity-factor 2 gives each of the 4 experts half the rows instead of a
+    quarter: its expert activations grow, the rest of the step does not."""
+    torch.manual_seed(0)
+    module, spec = RoundRobinMoE(), sequence_spec(WIDTH)
+    base = CostModel(graph_of(module, spec), Settings(mode="infer"))
+    doubled = CostModel(graph_of(module, spec), Settings(mode="infer", capacity_factor=2.0))
+    assert [doubled.routing.share(i) for i in range(EXPERTS)] == [0.5] * EXPERTS
+    assert doubled.predict(512).peak > base.predict(512).peak
+    assert doubled.predict(512).memory.parts["parameters"] == \
+        base.predict(512).memory.parts["parameters"]
+
+
+def test_a_capacity_factor_below_one_is_refused_naming_the_setting():
+    import pytest
+
+    from archlint.errors import ArchlintError
+    from archlint.settings import make_settings
+    with pytest.raises(ArchlintError, match=r"^setting capacity_factor: '0.5' must be at "
+                                            r"least 1"):
+        make_settings(capacity_factor="0.5")

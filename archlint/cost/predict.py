@@ -232,7 +232,7 @@ class CostModel:
         with _guarded(length), preserved(graph.module, False), stock_causal_masks():
             args, kwargs = make_inputs(spec, length, 1)
             return measure_routing(graph.module, args, kwargs, length,
-                                   getattr(self.settings, "capacity_factor", 1.0))
+                                   self.settings.capacity_factor)
 
     def _sizes(self) -> contextlib.AbstractContextManager:
         """The mode answering data-dependent sizes in one fake run (none without them)."""
