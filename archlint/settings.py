@@ -58,6 +58,9 @@ class Settings:
     offload: bool = False                 # sharded state in host memory (CPU offload)
     baseline: str | None = None           # baseline file to compare with (archlint.baseline)
     baseline_tolerance: float = 0.02      # relative rise of peak/FLOPs that is a regression
+    #: tokens per expert of a mixture of experts, times the balanced share (Switch
+    #: Transformer's capacity factor; archlint.cost.routing)
+    capacity_factor: float = 1.0
 
     @property
     def target_len(self) -> int:
@@ -197,6 +200,15 @@ def _milliseconds(value: Any) -> float:
     return _positive_float(value)
 
 
+def _capacity_factor(value: Any) -> float:
+    """A capacity factor: at least 1 (an expert takes at least its balanced share)."""
+    number = _positive_float(value)
+    if number < 1:
+        raise ValueError(f"{value!r} must be at least 1 (1.25 gives each expert a "
+                         "quarter more than its balanced share of tokens)")
+    return number
+
+
 def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
     """Settings from user-typed values (``seq_len="8k"``, ``memory="16GB"``); None = keep.
 
@@ -225,6 +237,7 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         **_parallel_parsers(),
         "baseline": _path,
         "baseline_tolerance": _fraction,
+        "capacity_factor": _capacity_factor,
     }
     changes: dict[str, Any] = {}
     for key, value in raw.items():

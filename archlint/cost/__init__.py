@@ -30,6 +30,8 @@ def analyze(graph: ModelGraph, settings: Settings, model: CostModel | None = Non
             report.failures[seq_len] = str(error)
     methods = sorted({p.method for p in report.predictions if p.method != "fake tensors"})
     report.notes.extend(methods)
+    if model.routing is not None and report.predictions:
+        report.notes.append(model.routing.note())
     for seq_len in settings.seq_len:
         if model.pairwise_rule(seq_len).ambiguous:
             report.notes.append(
