@@ -109,7 +109,7 @@ class CostModel:
         self._fakes: dict[bool, Any] = {}
         self._op_line: tuple[float, float] | None = None
         self._optimizer_stage: dict[str, MemoryBreakdown] = {}
-        self.device: Device | None = find_device(settings.device)
+        self.device: Device | None = find_device(settings.device, settings.cuda_context)
 
     def predict(self, seq_len: int, mode: str | None = None) -> Prediction:
         mode = mode or self.settings.mode
