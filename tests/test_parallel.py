@@ -114,6 +114,52 @@ def test_zero_spelling_shards_the_data_parallel_ranks():
         layout_of(make_settings(zero=1))
 
 
+@pytest.mark.parametrize("parallel, zero, text, sharded", [
+    ("dp=8", 1, "dp=8", "ZeRO-1 over 8 (optimizer state sharded)"),
+    ("dp=8", 2, "dp=8", "ZeRO-2 over 8 (gradients and optimizer state sharded)"),
+    ("fsdp=8", 2, "dp=8", "ZeRO-2 over 8 (gradients and optimizer state sharded)"),
+    ("dp=8", 3, "fsdp=8", "ZeRO-3 over 8 (parameters, gradients and optimizer state "
+                          "sharded)"),
+    ("dp=2,fsdp=4", 1, "dp=2,fsdp=4", "ZeRO-1 over 4 (optimizer state sharded)")])
+def test_zero_layout_reads_as_the_ranks_it_shards(parallel, zero, text, sharded):
+    """ZeRO-1/2 over data-parallel ranks is spelled dp, not fsdp (ZeRO-3's full shard),
+    and the spelling gives the same layout back; the line says what is sharded."""
+    layout = layout_of(make_settings(parallel=parallel, zero=zero))
+    assert layout.text() == text
+    assert layout.describe() == f"{text} (8 devices), {sharded}"
+    assert layout_of(make_settings(parallel=layout.text(), zero=zero)) == layout
+    named = {k: v for k, v in layout.to_dict().items() if k in ("dp", "fsdp")}
+    assert ",".join(f"{k}={v}" for k, v in named.items() if v > 1) == text
+
+
+@pytest.mark.parametrize("zero, rows, absent", [
+    (1, ["parameters (whole)", "optimizer state (partition)",
+         "parameter compute copies"], ["(shard)"]),
+    (2, ["parameters (shard)", "optimizer state (shard)",
+         "gathered parameters (whole)"], ["(whole)", "(partition)"]),
+    (3, ["parameters (shard)", "optimizer state (shard)", "gathered parameters"],
+     ["(whole)", "(partition)"])])
+def test_zero_stage_table_says_what_is_sharded(zero, rows, absent):
+    """ZeRO-1 (Rajbhandari et al. 2020) keeps parameters and gradients whole and
+    partitions the optimizer state; ZeRO-2 shards gradients too (FSDP2 stores a
+    parameter shard and keeps the whole parameters gathered); ZeRO-3 shards all three.
+    The per-device table's row names say so, stage by stage."""
+    import archlint
+
+    report = archlint.analyze(SMALL, seq_len=128, parallel="dp=4", zero=zero,
+                              dynamic=False)
+    table = report.parallel.render_text()
+    names = [line.rsplit("  ", 1)[0].strip() for line in table.splitlines()[3:]]
+    for row in rows:
+        assert row in names, table
+    state = [name for name in names
+             if name.startswith(("parameters", "gradients", "optimizer"))]
+    assert len(state) >= 2, table
+    assert not [name for name in state for word in absent if word in name], table
+    assert table.splitlines()[0].startswith(
+        f"Per device under {'dp' if zero < 3 else 'fsdp'}=4 (4 devices), ZeRO-{zero}")
+
+
 def test_config_table_sets_the_layout(tmp_path):
     from archlint.config import load_config
 
@@ -451,3 +497,29 @@ def test_cp2_counts_the_ring_key_value_exchange_by_hand():
     assert two.peak - local.peak == buffers
     assert any("by formula" in text and "ring attention" in text for text in two.formula)
     assert not local.formula
+
+
+# ---------------------------------------------------------------- one build per layout
+
+
+@pytest.mark.parametrize("layout", [
+    Layout(fsdp=4, zero=1), Layout(fsdp=4, zero=2), Layout(fsdp=4, checkpoint="full"),
+    Layout(dp=2, fsdp=2, offload=True)], ids=["zero1", "zero2", "full", "hsdp-offload"])
+def test_a_reused_build_gives_a_fresh_builds_figures_to_the_byte(layout):
+    """The Simulator builds a layout once and steps it at every length; each step must
+    give exactly what a fresh build gives at that length (peak, parts, state, saved
+    activations, collectives, host memory), in any order of lengths, the build being
+    the same object throughout."""
+    from archlint.parallel.simulate import Simulator
+
+    graph = traced(SMALL)
+    plan = make_plan(graph, layout, (256,))
+    fresh = {n: simulate(graph, layout, plan, n, 1, "float32", "adam") for n in (256, 128)}
+    with Simulator(graph, 1, "float32", "adam") as simulator:
+        first = simulator.step(layout, plan, 256)
+        built = simulator._held[1]
+        reused = [simulator.step(layout, plan, n) for n in (128, 256)]
+        assert simulator._held[1] is built
+    assert first == fresh[256]
+    assert reused == [fresh[128], fresh[256]]
+    assert fresh[256].peak > fresh[128].peak

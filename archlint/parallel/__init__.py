@@ -14,7 +14,7 @@ from typing import Any
 
 from archlint.graph import ModelGraph
 from archlint.parallel.layout import Layout, layout_of
-from archlint.parallel.plan import Plan, make_plan
+from archlint.parallel.plan import make_plan
 from archlint.parallel.report import ParallelReport
 from archlint.settings import Settings
 
@@ -38,13 +38,22 @@ def analyze(graph: ModelGraph, settings: Settings, cost: Any = None) -> Parallel
         report.notes.append(
             f"no tensor-parallel plan for {_listed(plan.unplanned)} (no Linear pair that "
             "widens and narrows the width): replicated on every tp rank")
+    from archlint.parallel.simulate import Simulator
+
+    with Simulator(graph, settings.batch, settings.dtype, settings.optimizer) as simulator:
+        _answer(report, graph, settings, cost, simulator)
+    return report
+
+
+def _answer(report: ParallelReport, graph: ModelGraph, settings: Settings, cost: Any,
+            simulator: Any) -> None:
+    """The steps at the target lengths, then the budget's answers, into ``report``; one
+    ``simulator`` for all, so each layout is built once (:class:`.simulate.Simulator`)."""
     from archlint.parallel.formula import formula_step
-    from archlint.parallel.simulate import SimulationError, simulate
+    from archlint.parallel.simulate import SimulationError
 
-    def run(candidate: Layout, candidate_plan: Plan, seq_len: int):  # noqa: ANN202
-        return simulate(graph, candidate, candidate_plan, seq_len, settings.batch,
-                        settings.dtype, settings.optimizer)
-
+    layout, plan = report.layout, report.plan
+    run = simulator.step
     for seq_len in settings.seq_len:
         try:
             report.steps.append(run(layout, plan, seq_len))
@@ -56,7 +65,7 @@ def analyze(graph: ModelGraph, settings: Settings, cost: Any = None) -> Parallel
                 report.steps.append(step)
     target = report.target
     if settings.memory is None or target is None or target.method != "simulated":
-        return report
+        return
     from archlint.parallel.search import largest_fitting_n, smallest_layout
 
     def peak_at(seq_len: int) -> int | None:
@@ -83,7 +92,6 @@ def analyze(graph: ModelGraph, settings: Settings, cost: Any = None) -> Parallel
 
         report.smallest_layout = smallest_layout(peak_of, settings.memory, layout,
                                                  allowed, target.peak)
-    return report
 
 
 def _listed(names: tuple[str, ...]) -> str:

@@ -15,8 +15,10 @@ degree of each mesh dimension; the devices are their product:
 (the ``fsdp`` degree, or ``dp`` when no ``fsdp`` is given): 3 shards everything (FSDP's
 full shard), 2 keeps parameters gathered from forward to backward (FSDP2's
 ``reshard_after_forward=False``), 1 shards only the optimizer state
-(``ZeroRedundancyOptimizer``). ``--checkpoint full`` recomputes each block's activations
-in backward, keeping only its input (Korthikanti et al. 2022's full recompute);
+(``ZeroRedundancyOptimizer``). Stages 1 and 2 over data-parallel ranks alone are
+printed ``dp=N`` (``fsdp`` names ZeRO-3's full shard), with what the stage shards.
+``--checkpoint full`` recomputes each block's activations in backward, keeping only its
+input (Korthikanti et al. 2022's full recompute);
 ``selective`` (their recompute of the attention scores alone) is refused: PyTorch's
 op-level selective checkpointing keeps every output an op policy marks, not what
 autograd saves, so it cannot be made to hold that figure;
@@ -65,16 +67,31 @@ class Layout:
     def degrees(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in DIMENSIONS}
 
+    def named_degrees(self) -> dict[str, int]:
+        """The degrees as the layout is spelled: ZeRO-1/2 over data-parallel ranks alone
+        (``--parallel dp=8 --zero 1``) name their ranks ``dp``, not ``fsdp``, which is
+        ZeRO-3's full sharding (the mesh still calls that dimension ``fsdp``)."""
+        degrees = self.degrees()
+        if self.zero < 3 and self.dp == 1 and self.fsdp > 1:
+            degrees["dp"], degrees["fsdp"] = self.fsdp, 1
+        return degrees
+
     def text(self) -> str:
-        """``fsdp=8,tp=2``: the dimensions above 1 (``dp=1`` for a single device)."""
-        named = [f"{k}={v}" for k, v in self.degrees().items() if v > 1]
+        """``fsdp=8,tp=2``: the dimensions above 1 (``dp=1`` for a single device); the
+        ``--parallel`` text that, with this ``--zero``, gives this layout back."""
+        named = [f"{k}={v}" for k, v in self.named_degrees().items() if v > 1]
         return ",".join(named) or "dp=1"
+
+    def sharded(self) -> str:
+        """What the data-parallel ranks split at this ZeRO stage."""
+        return {1: "optimizer state", 2: "gradients and optimizer state",
+                3: "parameters, gradients and optimizer state"}[self.zero]
 
     def describe(self) -> str:
         """One line for the report: layout, stage, checkpointing, offload."""
         parts = [f"{self.text()} ({self.devices} device{'s' * (self.devices > 1)})"]
         if self.shard > 1:
-            parts.append(f"ZeRO-{self.zero} over {self.shard}")
+            parts.append(f"ZeRO-{self.zero} over {self.shard} ({self.sharded()} sharded)")
         if self.checkpoint != "none":
             parts.append(f"{self.checkpoint} checkpointing")
         if self.offload:
@@ -87,7 +104,7 @@ class Layout:
         return Layout(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.degrees(), "devices": self.devices, "zero": self.zero,
+        return {**self.named_degrees(), "devices": self.devices, "zero": self.zero,
                 "sharded_over": self.shard, "checkpoint": self.checkpoint,
                 "offload": self.offload}
 

@@ -24,10 +24,33 @@ from archlint.units import format_bytes
 
 METHOD = ("simulated: FSDP2 fully_shard / DTensor on a fake process group, "
           "FSDPMemTracker on fake tensors")
-LABELS = {"parameters": "parameters (shard)", "gradients": "gradients (shard)",
+#: category -> its name, true at every ZeRO stage (what is sharded: :func:`labels`)
+LABELS = {"parameters": "parameters", "gradients": "gradients",
           "optimizer": "optimizer state", "gathered_parameters": "gathered parameters",
           "activations": "activations", "temporaries": "temporaries",
           "communication": "comm. buffers"}
+#: ZeRO stage -> what the per-device table says of the persistent state. ZeRO-1
+#: (FSDP2's replicate) keeps parameters and gradients whole and partitions the optimizer
+#: state; the "gathered" parameters are replicate's compute copies. ZeRO-2 shards
+#: gradients too; FSDP2 stores a parameter shard and keeps the whole parameters gathered
+#: from forward through the step. ZeRO-3 shards all three.
+_STAGE_LABELS = {
+    1: {"parameters": "parameters (whole)", "gradients": "gradients (whole)",
+        "optimizer": "optimizer state (partition)",
+        "gathered_parameters": "parameter compute copies"},
+    2: {"parameters": "parameters (shard)", "gradients": "gradients (shard)",
+        "optimizer": "optimizer state (shard)",
+        "gathered_parameters": "gathered parameters (whole)"},
+    3: {"parameters": "parameters (shard)", "gradients": "gradients (shard)",
+        "optimizer": "optimizer state (shard)"},
+}
+
+
+def labels(layout: Layout) -> dict[str, str]:
+    """The table's row names under ``layout``: unqualified when nothing is sharded."""
+    if layout.shard == 1:
+        return dict(LABELS)
+    return {**LABELS, **_STAGE_LABELS[layout.zero]}
 COLLECTIVE_LABELS = {"all_gather": "all-gathered", "reduce_scatter": "reduce-scattered",
                      "all_reduce": "all-reduced", "all_to_all": "all-to-all"}
 
@@ -132,11 +155,12 @@ class ParallelReport:
 
     def _table(self) -> str:
         steps = self.steps
+        names = labels(self.layout)
         rows = [["peak per device"] + [format_bytes(s.peak) for s in steps]]
         for category in CATEGORIES:
             values = [s.parts.get(category, 0) for s in steps]
             if any(values):
-                rows.append(["  " + LABELS[category]]
+                rows.append(["  " + names[category]]
                             + [format_bytes(v) if v else "-" for v in values])
         rows.append(["state (p+g+opt)"]
                     + [format_bytes(sum(s.state.get(c, 0) for c in

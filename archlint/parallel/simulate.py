@@ -18,6 +18,10 @@ one step — forward, backward from a dense gradient, the optimizer step — run
 local shard of every parameter, which is what each rank allocates, with its state
 already created (steady state). Under ``cp`` the rank runs its n/cp positions, and the
 key/value exchange of ring attention is added by formula (:mod:`.ring`).
+
+The build does not depend on the length: :class:`Simulator` builds each layout once and
+steps it at every length asked (the target lengths, the largest-n search), resharding
+between steps so that each gives a fresh build's figures.
 """
 
 from __future__ import annotations
@@ -66,80 +70,148 @@ class DeviceStep:
 def simulate(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: int,
              dtype: str, optimizer: str) -> DeviceStep:
     """Rank 0's step at ``seq_len`` under ``layout``; :class:`SimulationError` if it fails."""
-    try:
-        with fake_world(layout.devices), _quiet():
-            return _step(graph, layout, plan, seq_len, batch, dtype, optimizer)
-    except SimulationError:
-        raise
-    except Exception as error:  # noqa: BLE001 - the user's model under a foreign runtime
-        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise SimulationError(f"{type(error).__name__}: {text}") from error
+    with Simulator(graph, batch, dtype, optimizer) as simulator:
+        return simulator.step(layout, plan, seq_len)
 
 
-def _step(graph: ModelGraph, layout: Layout, plan: Plan, seq_len: int, batch: int,
-          dtype: str, optimizer_name: str) -> DeviceStep:
-    from torch._subclasses.fake_tensor import FakeTensorMode
+class Simulator:
+    """Steps of one model under layouts, each layout built once and reused across lengths.
 
-    from archlint.parallel.tracker import StepTracker
+    Building a layout (the fake world, the meta copy, the TP plan, checkpoint wrapping,
+    ``fully_shard``, ``to_empty``, the warm optimizer) does not depend on the length, so
+    consecutive steps under one layout (the target lengths, the largest-n search) share
+    one build; between steps the model is put back as a fresh build leaves it (every
+    FSDP module resharded, no gradient), so each step gives the figures a fresh build
+    gives (tested to the byte). One layout is held at a time: the fake world is
+    process-global, so a step under another layout closes the held one first.
+    """
 
-    mesh = device_mesh(layout)
-    module = meta_copy(graph.module)
-    module.train(True)
-    if plan.colwise or plan.rowwise:
-        _tensor_parallel(module, plan, mesh["tp"])
-    blocks = [_checkpointed(module, path, layout.checkpoint) for path in plan.blocks]
-    _data_parallel(module, blocks, layout, mesh, dtype)
-    partitions = layout.shard if layout.zero == 1 else 1
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
-    mode.cache_enabled = False      # distinct shapes: hashing costs more than its hits save
-    with mode, stock_causal_masks():
-        module.to_empty(device="cpu")
-        params = list(dict.fromkeys(module.parameters()))
-        shards = [_partition(_local(p), partitions).requires_grad_(True) for p in params]
-        optimizer = _warm_optimizer(optimizer_name, shards)
-        args, kwargs = make_inputs(graph.input_spec, seq_len // layout.cp, batch)
-        tracker = StepTracker(module, optimizer, host=_host_types(layout))
-        tracker.track_inputs(args)
-        with tracker:
-            out = module(*args, **kwargs)
-            tracker.mark_forward()
-            backward_from(out)
-            del out
-            for param, shard in zip(params, shards):
-                shard.grad = (None if param.grad is None
-                              else _partition(_local(param.grad), partitions))
-            tracker.mark_state()
-            if optimizer is not None:
-                optimizer.step()
-            for param, shard in zip(params, shards):
-                param.grad = shard.grad = None
-        parts = tracker.peak_parts()
-    collectives = dict(tracker.collectives)
-    formula: list[str] = []
-    if partitions > 1:
-        gathered = sum(-(-p.numel() // partitions) * partitions * p.element_size()
-                       for p in params)
-        collectives["all_gather"] += gathered
-        formula.append(f"ZeRO-1's all-gather of the updated parameter partitions "
-                       f"({gathered:,} bytes: each parameter padded to a multiple of "
-                       f"{partitions}) is by formula (after the optimizer step, outside "
-                       "FSDP2)")
-    if layout.zero == 1 and dtype not in _HALF and partitions > 1:
-        formula.append("FSDP2's replicate holds a compute copy of each block's float32 "
-                       "parameters from its forward to its backward (gathered "
-                       "parameters), which DDP, using them in place, would not")
-    ring = ring_exchange(graph, layout, seq_len, batch, dtype)
-    if ring is not None:
-        collectives["all_gather"] += ring.all_gather
-        collectives["all_to_all"] += ring.all_to_all
-        parts["communication"] += ring.buffers
-        formula.append(ring.text())
-    state = dict(tracker.state)
-    state["parameters"] = state.get("parameters", 0) + state.get("gathered_parameters", 0)
-    return DeviceStep(seq_len=seq_len, peak=sum(parts.values()), parts=parts,
-                      phase=tracker.peak_phase, state=state, saved=tracker.saved,
-                      collectives=collectives, formula=tuple(formula),
-                      host=tracker.host_peak if layout.offload else {})
+    def __init__(self, graph: ModelGraph, batch: int, dtype: str, optimizer: str) -> None:
+        self.graph, self.batch, self.dtype, self.optimizer = graph, batch, dtype, optimizer
+        self._held: tuple[Any, _Built] | None = None
+        self._world = contextlib.ExitStack()
+
+    def __enter__(self) -> Simulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Destroy the held layout's fake world."""
+        self._held = None
+        self._world.close()
+
+    def step(self, layout: Layout, plan: Plan, seq_len: int) -> DeviceStep:
+        """Rank 0's step at ``seq_len`` under ``layout``; :class:`SimulationError` if it
+        fails (the layout's build is then dropped, never reused half-run)."""
+        key = (layout, plan.blocks, plan.colwise, plan.rowwise)
+        try:
+            with _quiet():
+                if self._held is None or self._held[0] != key:
+                    self.close()
+                    self._world.enter_context(fake_world(layout.devices))
+                    self._held = (key, _Built(self.graph, layout, plan, self.dtype,
+                                              self.optimizer))
+                return self._held[1].step(self.graph, seq_len, self.batch)
+        except Exception as error:  # noqa: BLE001 - the user's model under a foreign runtime
+            self.close()
+            if isinstance(error, SimulationError):
+                raise
+            text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise SimulationError(f"{type(error).__name__}: {text}") from error
+
+
+class _Built:
+    """One layout applied to a parameter-free copy of the model, ready to step."""
+
+    def __init__(self, graph: ModelGraph, layout: Layout, plan: Plan, dtype: str,
+                 optimizer_name: str) -> None:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        self.layout, self.dtype = layout, dtype
+        mesh = device_mesh(layout)
+        module = meta_copy(graph.module)
+        module.train(True)
+        if plan.colwise or plan.rowwise:
+            _tensor_parallel(module, plan, mesh["tp"])
+        blocks = [_checkpointed(module, path, layout.checkpoint) for path in plan.blocks]
+        _data_parallel(module, blocks, layout, mesh, dtype)
+        self.partitions = layout.shard if layout.zero == 1 else 1
+        self.mode = FakeTensorMode(allow_non_fake_inputs=True)
+        self.mode.cache_enabled = False  # distinct shapes: hashing costs more than it saves
+        with self.mode:
+            module.to_empty(device="cpu")
+            self.params = list(dict.fromkeys(module.parameters()))
+            self.shards = [_partition(_local(p), self.partitions).requires_grad_(True)
+                           for p in self.params]
+            self.optimizer = _warm_optimizer(optimizer_name, self.shards)
+        self.module = module
+
+    def step(self, graph: ModelGraph, seq_len: int, batch: int) -> DeviceStep:
+        from archlint.parallel.tracker import StepTracker
+
+        layout, module, optimizer = self.layout, self.module, self.optimizer
+        params, shards, partitions = self.params, self.shards, self.partitions
+        with self.mode, stock_causal_masks():
+            args, kwargs = make_inputs(graph.input_spec, seq_len // layout.cp, batch)
+            tracker = StepTracker(module, optimizer, host=_host_types(layout))
+            tracker.track_inputs(args)
+            with tracker:
+                out = module(*args, **kwargs)
+                tracker.mark_forward()
+                backward_from(out)
+                del out
+                for param, shard in zip(params, shards):
+                    shard.grad = (None if param.grad is None
+                                  else _partition(_local(param.grad), partitions))
+                tracker.mark_state()
+                if optimizer is not None:
+                    optimizer.step()
+                for param, shard in zip(params, shards):
+                    param.grad = shard.grad = None
+            parts = tracker.peak_parts()
+            _reshard(module)
+        return self._figures(graph, tracker, parts, seq_len, batch)
+
+    def _figures(self, graph: ModelGraph, tracker: Any, parts: dict[str, int],
+                 seq_len: int, batch: int) -> DeviceStep:
+        layout, dtype, partitions = self.layout, self.dtype, self.partitions
+        collectives = dict(tracker.collectives)
+        formula: list[str] = []
+        if partitions > 1:
+            gathered = sum(-(-p.numel() // partitions) * partitions * p.element_size()
+                           for p in self.params)
+            collectives["all_gather"] += gathered
+            formula.append(f"ZeRO-1's all-gather of the updated parameter partitions "
+                           f"({gathered:,} bytes: each parameter padded to a multiple of "
+                           f"{partitions}) is by formula (after the optimizer step, "
+                           "outside FSDP2)")
+        if layout.zero == 1 and dtype not in _HALF and partitions > 1:
+            formula.append("FSDP2's replicate holds a compute copy of each block's float32 "
+                           "parameters from its forward to its backward (gathered "
+                           "parameters), which DDP, using them in place, would not")
+        ring = ring_exchange(graph, layout, seq_len, batch, dtype)
+        if ring is not None:
+            collectives["all_gather"] += ring.all_gather
+            collectives["all_to_all"] += ring.all_to_all
+            parts["communication"] += ring.buffers
+            formula.append(ring.text())
+        state = dict(tracker.state)
+        state["parameters"] = state.get("parameters", 0) + state.get("gathered_parameters", 0)
+        return DeviceStep(seq_len=seq_len, peak=sum(parts.values()), parts=parts,
+                          phase=tracker.peak_phase, state=state, saved=tracker.saved,
+                          collectives=collectives, formula=tuple(formula),
+                          host=tracker.host_peak if layout.offload else {})
+
+
+def _reshard(module: nn.Module) -> None:
+    """Free every FSDP module's gathered parameters, as a fresh build has none (ZeRO-2
+    keeps them gathered past backward; ZeRO-3 has already resharded, a no-op)."""
+    for sub in module.modules():
+        reshard = getattr(sub, "reshard", None)
+        if callable(reshard) and hasattr(sub, "_get_fsdp_state"):
+            reshard()
 
 
 def meta_copy(module: nn.Module) -> nn.Module:

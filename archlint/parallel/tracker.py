@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
 from torch.distributed._tools.mem_tracker import _TOTAL_KEY
+from torch.distributed.tensor import DTensor
 
 #: FSDPMemTracker reference type -> the per-device category of the report
 CATEGORY = {
@@ -42,6 +43,7 @@ CATEGORY = {
 CATEGORIES = ("parameters", "gradients", "optimizer", "gathered_parameters",
               "activations", "temporaries", "communication")
 
+_DEVICE_QUERY = torch.ops.prim.device.default
 _c10d = torch.ops.c10d
 _functional = torch.ops._c10d_functional
 #: collective op -> (kind, index of the argument whose bytes count, or None: the output)
@@ -114,6 +116,11 @@ class StepTracker(FSDPMemTracker):
         return self
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001,ANN204
+        if func is _DEVICE_QUERY and DTensor not in types:
+            # two in three ops of an FSDP2 step ask a tensor its device (foreach grouping,
+            # FSDP's copy-in/out): nothing is allocated or freed, no peak can move, so
+            # the tracker's bookkeeping is skipped
+            return func(*args, **(kwargs or {}))
         if func in COLLECTIVES:
             kind, index = COLLECTIVES[func]
             counted = (args[index] if index is not None else None)
