@@ -77,6 +77,9 @@ def main() -> None:
 @click.option("--zero", help="ZeRO stage of the data-parallel sharding: 1 | 2 | 3.")
 @click.option("--offload", "offload", flag_value=True, default=None,
               help="Keep sharded parameters, gradients and optimizer state on the host.")
+@click.option("--capacity-factor", "capacity_factor",
+              help="Mixture of experts: tokens per expert as a multiple of the balanced "
+                   "share (default 1).")
 @click.option("--baseline", help="Compare with this baseline file (AL501-AL503 regressions).")
 @click.option("--baseline-tolerance", "baseline_tolerance",
               help="Rise of peak memory or FLOPs that is a regression (0.02 or 2%).")

@@ -60,6 +60,7 @@ SETTING_KEYS = {
     "fail_on": "fail_on", "warn_unused_noqa": "warn_unused_noqa",
     "parallel": "parallel", "checkpoint": "checkpoint", "zero": "zero", "offload": "offload",
     "baseline": "baseline", "baseline_tolerance": "baseline_tolerance",
+    "capacity_factor": "capacity_factor", "cuda_context": "cuda_context",
 }
 PROJECT_KEYS = frozenset(SETTING_KEYS) | {"models", "rules", "model", "timeout", "cache"}
 #: seconds one model may take before its run is stopped (``--timeout``, config ``timeout``)

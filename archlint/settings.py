@@ -58,6 +58,12 @@ class Settings:
     offload: bool = False                 # sharded state in host memory (CPU offload)
     baseline: str | None = None           # baseline file to compare with (archlint.baseline)
     baseline_tolerance: float = 0.02      # relative rise of peak/FLOPs that is a regression
+    #: tokens per expert of a mixture of experts, times the balanced share (Switch
+    #: Transformer's capacity factor; archlint.cost.routing)
+    capacity_factor: float = 1.0
+    #: bytes of the CUDA context on ``device`` as the user measured it (None: the
+    #: family's documented constant, archlint.cost.devices)
+    cuda_context: int | None = None
 
     @property
     def target_len(self) -> int:
@@ -197,6 +203,15 @@ def _milliseconds(value: Any) -> float:
     return _positive_float(value)
 
 
+def _capacity_factor(value: Any) -> float:
+    """A capacity factor: at least 1 (an expert takes at least its balanced share)."""
+    number = _positive_float(value)
+    if number < 1:
+        raise ValueError(f"{value!r} must be at least 1 (1.25 gives each expert a "
+                         "quarter more than its balanced share of tokens)")
+    return number
+
+
 def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
     """Settings from user-typed values (``seq_len="8k"``, ``memory="16GB"``); None = keep.
 
@@ -225,6 +240,8 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
         **_parallel_parsers(),
         "baseline": _path,
         "baseline_tolerance": _fraction,
+        "capacity_factor": _capacity_factor,
+        "cuda_context": _size,
     }
     changes: dict[str, Any] = {}
     for key, value in raw.items():
@@ -244,7 +261,33 @@ def make_settings(base: Settings | None = None, **raw: Any) -> Settings:
             raise
         except (TypeError, ValueError) as exc:
             raise ArchlintError(f"setting {key}: {exc}") from exc
-    return (base or Settings()).with_(**changes)
+    return _context_applied(base or Settings(), (base or Settings()).with_(**changes))
+
+
+def _size(value: Any) -> int:
+    from archlint.errors import ArchlintError
+    from archlint.units import parse_size
+
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"{value!r} is not a size such as 500MB")
+    try:
+        return parse_size(value)
+    except ArchlintError:
+        raise ValueError(f"{value!r} is not a size such as 500MB") from None
+
+
+def _context_applied(base: Settings, settings: Settings) -> Settings:
+    """A budget that follows the device follows its CUDA context too: with
+    ``cuda_context`` set, the device's usable memory is what the context leaves."""
+    if settings.device is None or settings.memory is None:
+        return settings
+    devices = _plain_module("archlint.cost.devices", "cost/devices.py")
+    followed = {devices.find_device(settings.device).usable,
+                devices.find_device(settings.device, base.cuda_context).usable}
+    if settings.memory in followed:
+        return settings.with_(memory=devices.find_device(settings.device,
+                                                         settings.cuda_context).usable)
+    return settings
 
 
 def _parallel_parsers() -> dict[str, Any]:
@@ -278,7 +321,9 @@ def _device(value: Any, base: Settings, memory_given: bool) -> dict[str, Any]:
     gpu = devices.find_device(name)
     changes: dict[str, Any] = {"device": None if gpu is None else name}
     budget_from_device = base.memory is None or (
-        base.device is not None and base.memory == devices.find_device(base.device).usable)
+        base.device is not None and base.memory in (
+            devices.find_device(base.device).usable,
+            devices.find_device(base.device, base.cuda_context).usable))
     if not memory_given and budget_from_device:
         changes["memory"] = None if gpu is None else gpu.usable
     return changes

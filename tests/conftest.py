@@ -12,6 +12,12 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--snapshot-update", action="store_true", dest="snapshot_update",
+                     help="rewrite tests/snapshots/ (rule findings, golden text reports) "
+                          "instead of failing on a difference")
+
+
 @pytest.fixture(autouse=True)
 def _run_from_root(monkeypatch):
     """Locations are reported relative to the working directory: use the repo root."""

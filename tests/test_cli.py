@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -48,28 +49,34 @@ def test_json_is_deterministic_and_versioned():
                                                  "line": 23}
 
 
+def assert_one_line_error(args: list[str], expected: str) -> None:
+    """Exit 2, nothing on stdout, and stderr exactly ``archlint: error: <expected>``
+    on one line (no traceback, no usage block)."""
+    separate = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters  # click<8.2
+    result = (CliRunner(mix_stderr=False) if separate else CliRunner()).invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr == f"archlint: error: {expected}\n"
+
+
 @pytest.mark.parametrize("args,message", [
-    (["check", "missing.py"], "missing.py: no such file"),
-    (["check", "fixtures/transformer_model.py", "--seq-len", "0"], "must be positive"),
-    (["check", "fixtures/transformer_model.py", "--seq-len", "lots"], "not a length"),
+    (["check", "missing.py"], "missing.py: no such file; pass a model file such as model.py"),
+    (["check", "fixtures/transformer_model.py", "--seq-len", "0"],
+     "sequence length '0' must be positive"),
+    (["check", "fixtures/transformer_model.py", "--seq-len", "lots"],
+     "sequence length 'lots' is not a length: use an integer or a suffix k/M (e.g. 4096, "
+     "8k, 128k, 1M)"),
     (["check", "fixtures/transformer_model.py", "--seq-len", "2000000000000000"],
-     "overflow int64"),
-    (["check", "fixtures/transformer_model.py", "--memory", "16GX"], "not a size"),
-    (["check", "fixtures/transformer_model.py", "--mode", "fly"], "setting mode"),
+     "sequence length '2000000000000000' exceeds 1099511627776 (2^40): tensor sizes at "
+     "that length overflow int64; use a smaller --seq-len"),
+    (["check", "fixtures/transformer_model.py", "--memory", "16GX"],
+     "memory size '16GX' is not a size: use a number with B, MB, GB, TB, MiB, GiB or TiB "
+     "(e.g. 16GB, 80GiB, 512MB), or a device name"),
+    (["check", "fixtures/transformer_model.py", "--mode", "fly"],
+     "setting mode: 'fly' is not one of train, infer, decode"),
 ])
 def test_usage_errors_exit_2_with_one_line(args, message):
-    result = CliRunner(mix_stderr=False).invoke(main, args) if _has_mix_stderr() else \
-        CliRunner().invoke(main, args)
-    assert result.exit_code == 2
-    text = result.stderr if _has_mix_stderr() else result.output
-    assert message in text
-    assert text.count("\n") == 1
-    assert "Traceback" not in text
-
-
-def _has_mix_stderr() -> bool:
-    import inspect
-    return "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
+    assert_one_line_error(args, message)
 
 
 def test_debug_shows_the_traceback():
@@ -88,9 +95,8 @@ def test_console_entry_point_and_module_agree():
     assert "AL106 positional-table-too-short (error)" in process.stdout
 
 
-def test_unknown_rule_explain_is_exit_2():
-    result = run("explain", "AL999")
-    assert result.exit_code == 2
+def test_unknown_rule_explain_is_exit_2_with_one_line():
+    assert_one_line_error(["explain", "AL999"], "unknown rule 'AL999'; see `archlint rules`")
 
 
 def test_profile_command_measures_beside_the_prediction(tmp_path):
@@ -109,5 +115,6 @@ def test_profile_command_measures_beside_the_prediction(tmp_path):
 
 
 def test_profile_refuses_decode_mode_with_one_line():
-    result = run("profile", "fixtures/gpt_sdpa.py", "--mode", "decode")
-    assert result.exit_code == 2
+    assert_one_line_error(["profile", "fixtures/gpt_sdpa.py", "--mode", "decode"],
+                          "archlint profile measures train and infer steps: use --mode "
+                          "train or --mode infer")

@@ -159,6 +159,36 @@ def test_the_device_sets_the_budget_and_its_unusable_parts():
     assert gpu.context + gpu.cublas_workspace + gpu.allocator_headroom == RESERVE
 
 
+def test_a_configured_cuda_context_replaces_the_documented_one_in_the_budget(tmp_path):
+    """cuda_context = "800MiB" on an H100 (documented: 500 MiB): the unusable part grows
+    by 300 MiB, workspace and headroom stay: usable = 81559 - (1024 - 500 + 800) MiB."""
+    usable = (81559 - (1024 - 500 + 800)) * MiB
+    settings = make_settings(device="h100-80gb", cuda_context="800MiB")
+    assert settings.memory == usable
+    assert make_settings(cuda_context="800MiB", device="h100-80gb").memory == usable
+    assert make_settings(settings, device="t4-16gb").memory == \
+        (15360 - (1024 - 300 + 800)) * MiB            # a budget from a device follows it
+    assert make_settings(device="h100-80gb", cuda_context="800MiB",
+                         memory="40GB").memory == 40 * 10**9       # a size stays a size
+    gpu = find_device("h100-80gb", 800 * MiB)
+    assert (gpu.context, gpu.cublas_workspace) == (800 * MiB, 32 * MiB)
+    assert gpu.allocator_headroom == find_device("h100-80gb").allocator_headroom
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.archlint]\ndevice = "h100-80gb"\ncuda_context = "800MiB"\n')
+    (tmp_path / "model.py").write_text(
+        "import torch\nmodel = torch.nn.Linear(8, 8)\n"
+        "def example_input(n, b):\n    return torch.randn(b, n, 8)\n")
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "model.py"), "--seq-len", "64",
+                                       "--no-dynamic", "--format", "json"])
+    import json
+    report = json.loads(result.stdout)["reports"][0]
+    assert report["cost"]["device_memory"]["cuda_context_bytes"] == 800 * MiB
+    assert report["cost"]["device_memory"]["usable_bytes"] == usable
+    assert report["settings"]["memory"] == usable
+    with pytest.raises(ArchlintError, match="setting cuda_context"):
+        make_settings(cuda_context="lots")
+
+
 @pytest.mark.parametrize("text", ["h100", "a100-90gb", "cuda:", "cuda:lots", ""])
 def test_an_unknown_device_is_one_line_listing_the_known_ones(text):
     with pytest.raises(ArchlintError) as error:

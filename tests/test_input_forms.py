@@ -1,8 +1,9 @@
 """``example_input`` may return positional arguments, a dict of keyword arguments, or
-``(args, kwargs)``: each form is the same call of forward, so every figure archlint
-reports equals the plain positional form's. What archlint cannot follow (a sequence axis
-inside a dataclass, a tensor only ``**kwargs`` takes, a scripted or quantized module
-with nothing declared) is one line naming what to declare."""
+``(args, kwargs)``, with tensors anywhere inside dataclasses, tuples and dicts, or taken
+only by ``**kwargs``: each form is the same call of forward, so every figure archlint
+reports equals the plain positional form's. What archlint cannot follow (a plain number
+that follows seq_len, a scripted or quantized module with nothing declared) is one line
+naming what to declare."""
 
 from __future__ import annotations
 
@@ -42,6 +43,30 @@ def test_keyword_forms_report_what_the_positional_form_reports(form, positional)
     assert positional["cost"][1]["peak_bytes"] > positional["cost"][0]["peak_bytes"]
 
 
+@pytest.mark.parametrize("form", ["dataclass", "var_kwargs", "nested"])
+def test_tensors_inside_structures_report_what_the_positional_form_reports(form, positional):
+    loaded = load_target(f"{HOSTILE}/inputs_{form}.py")
+    # every tensor of the call is an argument: ids and mask, each with its axis at dim 1
+    assert loaded.input_spec.seq_dims == (1, 1)
+    assert loaded.input_spec.description == \
+        "example_input: (1, 16), (1, 16) at n=16 (flattened from its structures)"
+    # the model's own module tree, names and class: nothing of the flattening shows
+    assert type(loaded.module).__name__ == "Tiny"
+    assert [name for name, _ in loaded.module.named_modules()] == \
+        ["", "embed", "attn", "attn.out_proj"]
+    assert figures(f"{HOSTILE}/inputs_{form}.py") == positional
+
+
+def test_the_gradient_probe_sees_through_a_structure():
+    """The probe varies the flattened ids like positional ones: same effective field."""
+    def erf(target):
+        reach = archlint.analyze(target, seq_len="1k").reach.to_dict()
+        return reach["effective_receptive_field"], reach["probe"]
+    positional_erf, positional_probe = erf(f"{HOSTILE}/inputs_positional.py")
+    assert positional_probe is not None and positional_erf    # the probe ran
+    assert erf(f"{HOSTILE}/inputs_dataclass.py") == (positional_erf, positional_probe)
+
+
 def test_a_declared_seq_dim_chooses_among_axes_that_follow_seq_len():
     spec = load_target(f"{HOSTILE}/inputs_seq_dim.py").input_spec
     assert spec.seq_dims == (2,)
@@ -52,18 +77,18 @@ def run(*args: str):
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("inputs_dataclass", "example_input(seq_len, batch): argument 0 ('batch') is a Batch "
-                         "holding tensors that follow seq_len; archlint follows the sequence "
-                         "axis of tensors passed as forward's own arguments: pass them as "
-                         "separate arguments or keyword arguments"),
-    ("inputs_var_kwargs", "example_input(seq_len, batch): keyword argument 'input_ids' "
-                          "follows seq_len but forward takes it only by keyword (keyword-only "
-                          "or **kwargs); archlint varies positional arguments: give forward a "
-                          "parameter named 'input_ids'"),
+    ("inputs_length_constant", "example_input(seq_len, batch) returns a different "
+                               "structure, or plain values that differ, at seq_len 16 and "
+                               "24; only its tensors may follow seq_len (derive a length "
+                               "from a tensor's shape in forward)"),
     ("scripted_module", f"{HOSTILE}/scripted_module.py:model: is a TorchScript module "
-                        "(torch.jit.script/trace), whose layers' types are hidden, so its "
-                        "input cannot be inferred; define example_input(seq_len, batch) in "
-                        "the model file"),
+                        "(torch.jit.script/trace), whose layers archlint cannot trace; point "
+                        "archlint at the nn.Module before scripting (the Tiny instance "
+                        "itself, not torch.jit.script of it)"),
+    ("scripted_with_example", f"{HOSTILE}/scripted_with_example.py:model: is a TorchScript "
+                              "module (torch.jit.script/trace), whose layers archlint cannot "
+                              "trace; point archlint at the nn.Module before scripting (the "
+                              "Tiny instance itself, not torch.jit.script of it)"),
     ("quantized_module", f"{HOSTILE}/quantized_module.py:model: has quantized layers (proj: "
                          "torch.ao.nn.quantized.dynamic.modules.linear.Linear), whose input "
                          "cannot be inferred; check it with --mode infer (quantized weights "

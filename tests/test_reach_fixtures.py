@@ -42,11 +42,32 @@ def test_static_reach_equals_gradient_support(path):
     assert result.trusted == "static"
 
 
+#: fixtures none of whose layers the per-layer probe measures, and why; each reason is
+#: checked, so a fixture that starts (or stops) being measured fails until this is updated
+SPATIAL = {"fixtures/image_resnet_trunk.py", "fixtures/seed000_cnn.py"}
+#: the conv row's node is the irfft of length 2n, not the module's (B, n, H) output, so
+#: the probe looks for an axis of the wrong size (a gap in reach, pinned here)
+FFT_FRAME = {"fixtures/ssm_conv.py"}
+
+
 @pytest.mark.parametrize("path", [p for p in fixture_files() if "124m" not in p])
 def test_each_layer_static_reach_equals_its_gradient_support(path):
     """The running table, layer by layer: the probe differentiates each layer's own
     output (where the layer is a module with a sequence axis)."""
-    rows = [row for row in reach(path).layers if row.effective_receptive_field]
+    result = reach(path)
+    rows = [row for row in result.layers if row.effective_receptive_field]
+    if path in SPATIAL:
+        assert traced(path).input_spec.spatial and not rows      # images: no layer probe
+    elif path in FFT_FRAME:
+        frames = [row.node.meta["archlint.reach"].frames for row in result.layers
+                  if row.kind == "conv"]
+        assert frames and not rows
+        assert all(next(iter(f.values())).length == 2 * traced(path).trace_len
+                   for f in frames)
+    elif all(":" in row.name for row in result.layers):
+        assert not rows                      # functional calls only: no module to hook
+    else:
+        assert rows, [row.name for row in result.layers]
     for row in rows:
         erf = row.effective_receptive_field
         assert erf["gradient_support"] == erf["static_support"], row.name

@@ -56,6 +56,11 @@ STRUCTURAL = PASS_THROUGH | {
     "aten.rnn_tanh_cell", "aten.rnn_relu_cell", "aten.diff", "aten.masked_fill",
     "aten._assert_scalar", "aten.sym_constrain_range_for_size", "aten.unfold",
     "aten.upsample_nearest1d", "aten.repeat_interleave", "aten.cumsum",
+    # a mixture of experts' routing (reach: archlint.reach.routing), and the
+    # comparisons torch.export adds on its data-dependent sizes
+    "aten.where", "aten.nonzero", "aten.argwhere", "aten.index_add", "aten.index_add_",
+    "aten.index_put", "aten.index_put_", "aten.one_hot", "aten.topk",
+    "aten.ge", "aten.le", "aten.lt", "aten.gt", "aten.eq",
     # torch-level names seen in symbolic_trace graphs (see registry.op_name)
     "aten.getattr", "aten.size", "aten.add", "aten.sub", "aten.mul", "aten.truediv",
     "aten.floordiv", "aten.neg", "aten.relu", "aten.gelu", "aten.tanh", "aten.sigmoid",

@@ -22,7 +22,8 @@ def analyze(graph: ModelGraph, settings: Settings, model: CostModel | None = Non
     model = model or CostModel(graph, settings)
     report = CostReport(mode=settings.mode, dtype=settings.dtype, batch=settings.batch,
                         optimizer=settings.optimizer, budget=settings.memory,
-                        device=settings.device, predictions=[])
+                        device=settings.device, predictions=[],
+                        cuda_context=settings.cuda_context)
     for seq_len in settings.seq_len:
         try:
             report.predictions.append(model.predict(seq_len))
@@ -30,6 +31,8 @@ def analyze(graph: ModelGraph, settings: Settings, model: CostModel | None = Non
             report.failures[seq_len] = str(error)
     methods = sorted({p.method for p in report.predictions if p.method != "fake tensors"})
     report.notes.extend(methods)
+    if model.routing is not None and report.predictions:
+        report.notes.append(model.routing.note())
     for seq_len in settings.seq_len:
         if model.pairwise_rule(seq_len).ambiguous:
             report.notes.append(

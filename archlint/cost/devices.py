@@ -38,7 +38,7 @@ for the caching allocator's rounding and fragmentation.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from archlint.errors import ArchlintError
 
@@ -57,15 +57,29 @@ class Device:
     description: str
     total: int                      # bytes the driver reports
     sm: tuple[int, int] = (8, 0)    # compute capability
+    #: the CUDA context measured by the user (``cuda_context`` in config) instead of the
+    #: family's documented constant
+    context_override: int | None = None
 
     @property
     def usable(self) -> int:
-        return self.total - RESERVE
+        return self.total - self.reserve
+
+    @property
+    def reserve(self) -> int:
+        """Bytes no tensor gets: :data:`RESERVE`, with the context the user set in place
+        of the documented one (workspace and allocator headroom stay)."""
+        return RESERVE - self.documented_context + self.context
+
+    @property
+    def documented_context(self) -> int:
+        return CUDA_CONTEXT.get(self.sm[0], CUDA_CONTEXT[9])
 
     @property
     def context(self) -> int:
-        """Bytes of the CUDA context (a documented constant per family)."""
-        return CUDA_CONTEXT.get(self.sm[0], CUDA_CONTEXT[9])
+        """Bytes of the CUDA context (a documented constant per family, or the user's)."""
+        return self.documented_context if self.context_override is None \
+            else self.context_override
 
     @property
     def cublas_workspace(self) -> int:
@@ -74,7 +88,7 @@ class Device:
 
     @property
     def allocator_headroom(self) -> int:
-        return RESERVE - self.context - self.cublas_workspace
+        return self.reserve - self.context - self.cublas_workspace
 
 
 DEVICES: dict[str, Device] = {device.name: device for device in (
@@ -98,17 +112,19 @@ _GENERIC = re.compile(r"^cuda:\s*(\S.*)$")
 _SIZE_LIKE = re.compile(r"^\s*\d")
 
 
-def find_device(name: str | None) -> Device | None:
-    """The GPU a canonical device name stands for; None for the CPU (or no device)."""
+def find_device(name: str | None, cuda_context: int | None = None) -> Device | None:
+    """The GPU a canonical device name stands for; None for the CPU (or no device).
+    ``cuda_context``: the user's measured CUDA context, in place of the documented one."""
     if name is None or name in CPU_NAMES:
         return None
     if name in DEVICES:
-        return DEVICES[name]
+        return replace(DEVICES[name], context_override=cuda_context)
     generic = _GENERIC.match(name)
     if generic:
         from archlint.units import parse_size
 
-        return Device(name, f"a generic GPU of {generic.group(1)}", parse_size(generic.group(1)))
+        return Device(name, f"a generic GPU of {generic.group(1)}", parse_size(generic.group(1)),
+                      context_override=cuda_context)
     raise ArchlintError(f"unknown device {name!r}: use cpu, cuda:<size> or one of "
                         f"{', '.join(DEVICES)}")
 

@@ -44,6 +44,8 @@ from archlint.cost.fake import (
 from archlint.cost.flops import FlopTally
 from archlint.cost.kernels import KernelMemoryMode
 from archlint.cost.memory import MemoryBreakdown, PairwiseRule, overall
+from archlint.cost.routing import DataDependentSizes, Routing, uses_data_dependent_sizes
+from archlint.cost.routing import measure as measure_routing
 from archlint.cost.sdpa import KernelChoice, cuda_attention
 from archlint.cost.trackers import new_tracker
 from archlint.errors import ArchlintError
@@ -107,7 +109,7 @@ class CostModel:
         self._fakes: dict[bool, Any] = {}
         self._op_line: tuple[float, float] | None = None
         self._optimizer_stage: dict[str, MemoryBreakdown] = {}
-        self.device: Device | None = find_device(settings.device)
+        self.device: Device | None = find_device(settings.device, settings.cuda_context)
 
     def predict(self, seq_len: int, mode: str | None = None) -> Prediction:
         mode = mode or self.settings.mode
@@ -148,6 +150,7 @@ class CostModel:
 
     def _fake(self, train: bool) -> Any:
         """The fake model (and warmed optimizer) shared by every run of one kind."""
+        _ = self.routing            # measured for real, before any fake mode is entered
         if train not in self._fakes:
             fake = fake_model(self.graph.module)
             optimizer = None
@@ -217,11 +220,36 @@ class CostModel:
             del out, args, kwargs
         return self._prediction(seq_len, "infer", tracker, forward, None, kernels)
 
+    @cached_property
+    def routing(self) -> Routing | None:
+        """The sizes of data-dependent ops (a mixture of experts' routing), measured once
+        for real at the trace length (:mod:`.routing`); None when there are none."""
+        graph = self.graph
+        if graph.frontend == "torch.export" and \
+                not uses_data_dependent_sizes(graph.graph_module):
+            return None
+        spec, length = graph.input_spec, graph.trace_len
+        with _guarded(length), preserved(graph.module, False), stock_causal_masks():
+            args, kwargs = make_inputs(spec, length, 1)
+            return measure_routing(graph.module, args, kwargs, length,
+                                   self.settings.capacity_factor)
+
+    def _sizes(self) -> contextlib.AbstractContextManager:
+        """The mode answering data-dependent sizes in one fake run (none without them)."""
+        routing = self.routing
+        return DataDependentSizes(routing) if routing is not None else contextlib.nullcontext()
+
     @contextlib.contextmanager
     def _kernels(self) -> Iterator[Any]:
         """The device's kernels for one fake run: this CPU's (with the allocations its
         fused kernels hide, :mod:`.kernels`), or a GPU's attention (:mod:`.sdpa`) and
-        CUDA autocast's float32 ops (:mod:`.cuda_autocast`)."""
+        CUDA autocast's float32 ops (:mod:`.cuda_autocast`), and the sizes of
+        data-dependent ops (:mod:`.routing`)."""
+        with self._kernel_modes() as chosen, self._sizes():
+            yield chosen
+
+    @contextlib.contextmanager
+    def _kernel_modes(self) -> Iterator[Any]:
         if self.device is None:
             with KernelMemoryMode():
                 yield None
@@ -284,7 +312,7 @@ class CostModel:
         fake, _ = self._fake(train=False)
         counter = OpCounter()
         with _guarded(seq_len), preserved(self.graph.module, False), stock_causal_masks(), \
-                fake.mode, counter, torch.no_grad():
+                fake.mode, counter, self._sizes(), torch.no_grad():
             args, kwargs = make_inputs(self.graph.input_spec, seq_len, self.settings.batch)
             functional_call(self.graph.module, fake.state, args, kwargs)
         return counter.count

@@ -35,6 +35,7 @@ class CostReport:
     curve: Curve | None = None
     failures: dict[int, str] = field(default_factory=dict)    # seq_len -> reason
     notes: list[str] = field(default_factory=list)
+    cuda_context: int | None = None           # the user's CUDA context (config), bytes
 
     def at(self, seq_len: int) -> Prediction | None:
         for prediction in self.predictions:
@@ -50,7 +51,7 @@ class CostReport:
     def budget_label(self) -> str:
         if self.budget is None:
             return "no budget"
-        gpu = find_device(self.device)
+        gpu = find_device(self.device, self.cuda_context)
         if gpu is not None and gpu.usable == self.budget:
             return f"{self.device} ({format_bytes(self.budget)} usable)"
         if gpu is not None:
@@ -60,11 +61,13 @@ class CostReport:
     def device_lines(self) -> list[str]:
         """What the prediction is for: this CPU, or a GPU with the parts of its memory no
         tensor gets, and the attention kernel each layer runs there."""
-        gpu = find_device(self.device)
+        gpu = find_device(self.device, self.cuda_context)
         if gpu is None:
             return ["  device: cpu (this machine's kernels; --device names a GPU)"]
         lines = [f"  device: {gpu.name} ({gpu.description}, sm {gpu.sm[0]}.{gpu.sm[1]}, "
-                 f"{format_bytes(gpu.total)}): CUDA context ≈ {format_bytes(gpu.context)}, "
+                 f"{format_bytes(gpu.total)}): CUDA context "
+                 f"{'≈ ' if gpu.context_override is None else '(configured) '}"
+                 f"{format_bytes(gpu.context)}, "
                  f"cuBLAS workspace {format_bytes(gpu.cublas_workspace)}, allocator headroom "
                  f"{format_bytes(gpu.allocator_headroom)}, outside the usable memory"]
         target = self.target
@@ -76,7 +79,7 @@ class CostReport:
         return lines
 
     def to_dict(self) -> dict[str, Any]:
-        gpu = find_device(self.device)
+        gpu = find_device(self.device, self.cuda_context)
         return {
             "mode": self.mode, "dtype": self.dtype, "batch": self.batch,
             "optimizer": self.optimizer, "budget_bytes": self.budget, "device": self.device,

@@ -65,9 +65,9 @@ def load_target(text: str, values_needed: bool = True) -> LoadedModel:
     if example is not None and not callable(example):
         raise ArchlintError(f"{target.label}: example_input must be a function (seq_len, batch)")
     with preserved_state(model):
-        spec = infer_input(model, example, label)
+        spec, module = infer_input(model, example, label)
     file = display_path(target.path) if target.path else getattr(namespace, "__file__", None)
-    return LoadedModel(model, spec, label, file, module_locations(model, sites),
+    return LoadedModel(module, spec, label, file, module_locations(model, sites),
                        user_sites(model, sites), unbuilt=dict(builder.skipped),
                        unbuilt_note=builder.note())
 
@@ -84,7 +84,7 @@ def load_module(model: nn.Module, example_input=None, name: str | None = None) -
         raise ArchlintError(f"expected an nn.Module, got {type(model).__name__}")
     label = name or type(model).__name__
     with preserved_state(model):
-        spec = infer_input(model, example_input, label)
+        spec, module = infer_input(model, example_input, label)
     locations = module_locations(model)
     file = locations[""].file if "" in locations else None
-    return LoadedModel(model, spec, label, file, locations)
+    return LoadedModel(module, spec, label, file, locations)

@@ -22,6 +22,7 @@ from torch import nn
 from archlint.errors import ArchlintError
 from archlint.graph import InputSpec
 from archlint.guard import describe, stage
+from archlint.load.structured import Template, flat_call, flatten, refuse_changing
 
 #: Length of the validation forward pass. Unusual on purpose, so that it is unlikely to
 #: equal a channel count and a wrong layout fails loudly instead of running by accident.
@@ -107,8 +108,8 @@ def with_call_convention(spec: InputSpec, model: nn.Module) -> InputSpec:
                      kwargs={**spec.kwargs, **kwargs}, min_len=spec.min_len)
 
 
-def from_example_input(function: Callable[..., Any],
-                       model: nn.Module | None = None) -> InputSpec:
+def from_example_input(function: Callable[..., Any], model: nn.Module | None = None
+                       ) -> tuple[InputSpec, Template | None]:
     """An InputSpec from the user's ``example_input(seq_len, batch)``.
 
     It may return one tensor, a tuple or list of positional arguments, a dict of keyword
@@ -118,12 +119,13 @@ def from_example_input(function: Callable[..., Any],
     one tuple of arguments. The sequence dimension of each argument is found by building
     it at two lengths and seeing which dimension follows; a model attribute ``seq_dim``
     (an int) chooses it where several follow (a pairwise ``(B, n, n)`` input).
+
+    Where a tensor that follows ``seq_len`` is hidden from that tuple (inside a
+    dataclass, tuple or dict passed as one argument, or taken only by ``**kwargs``), the
+    whole call is flattened (:mod:`archlint.load.structured`): the spec's arguments are
+    then every tensor of the call, and the returned template rebuilds the call from them.
     """
     plan = _CallPlan(model)
-
-    def make(n: int, b: int) -> tuple[Any, ...]:
-        return plan.args(function(n, b))
-
     try:
         with stage("calling example_input(seq_len, batch)"):
             short_value, long_value = function(16, 1), function(24, 1)
@@ -139,16 +141,29 @@ def from_example_input(function: Callable[..., Any],
     if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int)):
         raise ArchlintError(f"{type(model).__name__}.seq_dim = {declared!r}: it must be an "
                             "int, the sequence dimension of the forward's tensors")
+    template = None
+    if plan.hidden(short, long_, plan.kwargs_at(short_value), plan.kwargs_at(long_value)):
+        template, short_tensors = flatten(*plan.parts(short_value))
+        long_template, long_tensors = flatten(*plan.parts(long_value))
+        refuse_changing(template, long_template)
+        short, long_ = tuple(short_tensors), tuple(long_tensors)
+
+        def make(n: int, b: int) -> tuple[Any, ...]:
+            return tuple(flatten(*plan.parts(function(n, b)))[1])
+        kwargs: dict[str, Any] = {}
+    else:
+        def make(n: int, b: int) -> tuple[Any, ...]:
+            return plan.args(function(n, b))
+        kwargs = plan.kwargs_at(short_value)
     seq_dims = tuple(_moving_dim(a, c, declared) for a, c in zip(short, long_))
-    plan.refuse_hidden(short, long_, seq_dims, plan.kwargs_at(short_value),
-                       plan.kwargs_at(long_value))
     if all(dim is None for dim in seq_dims):
         raise ArchlintError(
             "example_input(seq_len, batch) returns tensors whose shape does not follow "
             "seq_len; make the sequence dimension equal to seq_len")
     shapes = ", ".join(str(tuple(a.shape)) for a in short if isinstance(a, torch.Tensor))
-    return InputSpec("custom", f"example_input: {shapes} at n=16", make, seq_dims,
-                     kwargs=plan.kwargs_at(short_value))
+    inside = " (flattened from its structures)" if template is not None else ""
+    return InputSpec("custom", f"example_input: {shapes} at n=16{inside}", make, seq_dims,
+                     kwargs=kwargs), template
 
 
 class _CallPlan:
@@ -207,27 +222,16 @@ class _CallPlan:
     def kwargs_at(self, value: Any) -> dict[str, Any]:
         return self._bound(value)[1]
 
-    def refuse_hidden(self, short: tuple, long_: tuple, seq_dims: tuple,
-                      short_kwargs: dict, long_kwargs: dict) -> None:
-        """One line for a sequence axis archlint could not follow: inside a structure
-        (a tuple, dict or dataclass passed as one argument), or in a keyword argument
-        that ``forward`` takes by keyword only (``**kwargs``)."""
-        for index, (a, c, dim) in enumerate(zip(short, long_, seq_dims)):
-            if dim is None and not isinstance(a, torch.Tensor) and _follows(a, c):
-                name = (f" ({self.parameters[index].name!r})"
-                        if index < len(self.parameters) else "")
-                raise ArchlintError(
-                    f"example_input(seq_len, batch): argument {index}{name} is a "
-                    f"{type(a).__name__} holding tensors that follow seq_len; archlint "
-                    "follows the sequence axis of tensors passed as forward's own "
-                    "arguments: pass them as separate arguments or keyword arguments")
-        for key in short_kwargs:
-            if key in long_kwargs and _follows(short_kwargs[key], long_kwargs[key]):
-                raise ArchlintError(
-                    f"example_input(seq_len, batch): keyword argument {key!r} follows "
-                    "seq_len but forward takes it only by keyword (keyword-only or "
-                    "**kwargs); archlint varies positional arguments: give forward a "
-                    f"parameter named {key!r}")
+    def hidden(self, short: tuple, long_: tuple, short_kwargs: dict,
+               long_kwargs: dict) -> bool:
+        """True when a tensor that follows seq_len is out of reach of the positional
+        arguments: inside a structure (a tuple, dict or dataclass passed as one
+        argument), or in a keyword argument ``forward`` takes by keyword only."""
+        if any(not isinstance(a, torch.Tensor) and _follows(a, c)
+               for a, c in zip(short, long_)):
+            return True
+        return any(key in long_kwargs and _follows(value, long_kwargs[key])
+                   for key, value in short_kwargs.items())
 
 
 def _follows(a: Any, b: Any) -> bool:
@@ -268,15 +272,29 @@ def _moving_dim(a: Any, b: Any, declared: int | None = None) -> int | None:
 
 
 def infer_input(model: nn.Module, example: Callable[..., Any] | None,
-                label: str) -> InputSpec:
-    """The input spec: from ``example_input`` if given, else the first candidate that runs.
+                label: str) -> tuple[InputSpec, nn.Module]:
+    """The input spec, and the module to call with it: from ``example_input`` if given,
+    else the first candidate that runs. The module is the model itself, or a
+    :class:`~archlint.load.structured.FlatCall` of it where ``example_input`` hides its
+    tensors in structures.
 
     Every candidate is tried at :data:`VALIDATION_LEN` first; only when none runs are they
     tried at doubled lengths (up to ``MAX_TRACE_LEN``, or ``MAX_TRACE_SIDE`` for images):
     a model that downsamples a lot rejects short inputs. The length that ran becomes the
-    spec's ``min_len``, where tracing starts."""
+    spec's ``min_len``, where tracing starts. A TorchScript module is refused whatever
+    is declared: none of torch.export, symbolic tracing or module hooks sees its layers,
+    so every figure would describe an empty model."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ArchlintError(
+            f"{label}: is a TorchScript module (torch.jit.script/trace), whose layers "
+            "archlint cannot trace; point archlint at the nn.Module before scripting "
+            f"(the {getattr(model, 'original_name', 'module')} instance itself, not "
+            "torch.jit.script of it)")
     if example is not None:
-        specs = [with_call_convention(from_example_input(example, model), model)]
+        spec, template = from_example_input(example, model)
+        specs = [with_call_convention(spec, model)]
+        if template is not None:
+            model = flat_call(model, template)
     else:
         specs = [with_call_convention(spec, model) for spec in candidates(model)]
     if not specs:
@@ -301,7 +319,7 @@ def infer_input(model: nn.Module, example: Callable[..., Any] | None,
             except Exception as exc:  # noqa: BLE001 - the user's forward
                 first[index] = first[index] or (ladder[step], exc)
                 continue
-            return replace(spec, min_len=ladder[step])
+            return replace(spec, min_len=ladder[step]), model
     length, exc = first[0]
     tried = ", ".join(str(n) for n in ladders[0])
     hint = "" if example is not None else "; or define example_input(seq_len, batch)"
@@ -311,11 +329,8 @@ def infer_input(model: nn.Module, example: Callable[..., Any] | None,
 
 
 def _why_not_inferred(model: nn.Module) -> str:
-    """Why no first layer told the input: a scripted module hides its layers' types, a
-    dynamically quantized one has layers of its own types."""
-    if isinstance(model, torch.jit.ScriptModule):
-        return ("is a TorchScript module (torch.jit.script/trace), whose layers' types are "
-                "hidden, so its input cannot be inferred; ")
+    """Why no first layer told the input: a dynamically quantized model has layers of
+    its own types."""
     for name, module in model.named_modules():
         if type(module).__module__.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")):
             return (f"has quantized layers ({name or 'the model'}: "

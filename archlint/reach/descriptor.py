@@ -125,6 +125,10 @@ class FrameReach:
     reversed: bool = False                 # index i holds grid position length-1-i
     shift: float = 0.0                     # pure offset from pads/slices not yet mixed
     spectrum: tuple[int, int, int] | None = None   # (fft size, kernel taps, time length)
+    #: rows picked by a data-dependent index (a mixture of experts' tokens of one
+    #: expert): element r reads position ``index[r]`` through ``window``; names the
+    #: index (see :mod:`archlint.reach.routing`)
+    routed: str | None = None
     left: HopProfile = field(default_factory=HopProfile)
     right: HopProfile = field(default_factory=HopProfile)
 
@@ -139,7 +143,10 @@ class FrameReach:
         return replace(self, dim=dim, key=key)
 
     def support_at(self, index: int, trace_len: int) -> tuple[float, float] | None:
-        """Concrete input positions [a, b] that element ``index`` reads (at trace)."""
+        """Concrete input positions [a, b] that element ``index`` reads (at trace); a
+        routed element may read any position."""
+        if self.routed is not None:
+            return 0.0, trace_len - 1.0
         parts = []
         if self.window is not None and self.dim is not None:
             grid = self.length - 1 - index if self.reversed else index

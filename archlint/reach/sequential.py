@@ -21,6 +21,7 @@ from archlint.reach.assemble import _fit
 from archlint.reach.descriptor import FrameReach, TensorReach
 from archlint.reach.hops import INF
 from archlint.reach.layout import _remap
+from archlint.reach.routing import routed_index
 from archlint.reach.transfer import (
     TransferContext,
     arg,
@@ -252,6 +253,9 @@ def index(node: Node, ctx: TransferContext):
         return _lookup(node, ctx, packet)
     rank = len(ctx.shape(source))
     if packet is aten.index:
+        routed = routed_index(node, ctx, reach)
+        if routed is not None:
+            return routed
         picks = [(d, i) for d, i in enumerate(node.args[1]) if i is not None]
         if len(picks) != 1:
             return conservative(node, ctx)

@@ -28,6 +28,7 @@ from archlint.graph import ModelGraph
 from archlint.reach import assemble as _assemble  # noqa: F401 - registers transfers
 from archlint.reach import contract as _contract  # noqa: F401 - registers transfers
 from archlint.reach import layout as _layout  # noqa: F401 - registers transfers
+from archlint.reach import routing as _routing  # noqa: F401 - registers transfers
 from archlint.reach import sequential as _sequential  # noqa: F401 - registers transfers
 from archlint.reach import spectral as _spectral  # noqa: F401 - registers transfers
 from archlint.reach import windows as _windows  # noqa: F401 - registers transfers
@@ -142,6 +143,11 @@ def _visit(node: Node, ctx: TransferContext, result: GraphReach) -> Any:
         result.unattributed[_op_name(node.target)] += 1
         ctx.start(node)
         out = conservative(node, ctx)
+    if ctx.mixes and _mixes_routed_rows(node, ctx):
+        # rows of a mixture of experts are positions in the router's order: a window
+        # or reduction over them reads positions anywhere (archlint.reach.routing)
+        ctx.start(node)
+        out = conservative(node, ctx)
     for text in ctx.notes:
         if text not in result.notes:
             result.notes.append(text)
@@ -151,6 +157,12 @@ def _visit(node: Node, ctx: TransferContext, result: GraphReach) -> Any:
         node.meta[META_MIX] = list(ctx.mixes)
         result.mixing.append(node)
     return out
+
+
+def _mixes_routed_rows(node: Node, ctx: TransferContext) -> bool:
+    routed = {name for a in node.all_input_nodes if ctx.reach(a) is not None
+              for name, frame in ctx.reach(a).frames.items() if frame.routed is not None}
+    return any(mix.frame in routed for mix in ctx.mixes)
 
 
 def _count_steps(out: Any, ctx: TransferContext) -> Any:

@@ -189,8 +189,9 @@ def merge(a: FrameReach, b: FrameReach) -> FrameReach:
     else:
         shift_a, shift_b = a.jump, b.jump
         window = (min(a.window[0], b.window[0]), max(a.window[1], b.window[1]))
-        if shift_a != shift_b:
-            window = (-INF, INF)
+        if shift_a != shift_b or (a.routed != b.routed and a.dim is not None
+                                  and b.dim is not None):
+            window = (-INF, INF)             # elements of different positions meet
     span = a.span.union(b.span) if a.span and b.span else (a.span or b.span)
     key = a.key or b.key
     if a.key and b.key:
@@ -198,7 +199,9 @@ def merge(a: FrameReach, b: FrameReach) -> FrameReach:
                       max(a.key.length, b.key.length), min(a.key.band_lo, b.key.band_lo),
                       max(a.key.band_hi, b.key.band_hi))
     base = a if a.dim is not None else b
-    return replace(base, dim=dim, window=window, span=span, key=key,
+    routed = a.routed if a.routed == b.routed or b.dim is None else \
+        b.routed if a.dim is None else None
+    return replace(base, dim=dim, window=window, span=span, key=key, routed=routed,
                    left=a.left.union(b.left), right=a.right.union(b.right))
 
 

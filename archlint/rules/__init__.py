@@ -5,7 +5,11 @@ sections *What it does*, *Why is this bad?*, *Example* and *Fix*. ``archlint rul
 ``archlint explain CODE`` and the generated ``rules/`` catalog all read that docstring.
 
 Each rule names fixture models that must and must not trigger it (``flagged`` /
-``clean``: ``(fixture path, settings overrides)``); a generic test runs them all.
+``clean``: ``(fixture path, settings overrides)``, Fixit's INVALID / VALID), run under
+``case_settings`` first so that they stay cheap. ``tests/test_rule_cases.py`` runs every
+rule's cases, fails a rule without both kinds, and pins each flagged finding's message
+and fix in ``tests/snapshots/rules/<CODE>.txt`` (``pytest --snapshot-update`` rewrites
+them). A new rule is one file here: the class, its docstring, its cases.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class Rule(ABC):
     flagged: ClassVar[list[tuple[str, dict[str, Any]]]] = []
     #: fixtures that must not
     clean: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+    #: settings every case runs under before its own overrides: no gradient probes and an
+    #: inference step keep the generic test fast; a rule whose cases need the probe or a
+    #: training step says so here or in the case
+    case_settings: ClassVar[dict[str, Any]] = {"dynamic": False, "mode": "infer"}
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

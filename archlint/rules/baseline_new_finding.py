@@ -37,6 +37,13 @@ class BaselineNewFinding(Rule):
     code = "AL501"
     name = "baseline-new-finding"
     severity = "error"
+    #: the baseline stores R = 15, S = 7, 100.0 kB and 2.0 M FLOPs and no finding at n=256;
+    #: at n=512 the AL101 this span gives, R = 17, S = 8 and figures far above today's
+    flagged = [("fixtures/cnn_stack_k3.py", {"seq_len": "256", "span": 200,
+                                             "baseline": "tests/rule_cases/baseline.json"})]
+    clean = [("fixtures/cnn_stack_k3.py", {"seq_len": "512", "span": 200,
+                                           "baseline": "tests/rule_cases/baseline.json"}),
+             ("fixtures/cnn_stack_k3.py", {"seq_len": "256", "span": 200})]
 
     def check(self, report) -> Iterable[Finding]:
         diff = getattr(report, "baseline", None)

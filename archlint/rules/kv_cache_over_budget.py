@@ -39,7 +39,7 @@ class KVCacheOverBudget(Rule):
     severity = "error"
     flagged = [("fixtures/gpt_sdpa.py", {"seq_len": "1M", "memory": "256MB", "mode": "decode"})]
     clean = [("fixtures/gpt_sdpa.py", {"seq_len": "4096", "memory": "256MB", "mode": "decode"}),
-             ("fixtures/gpt_sdpa.py", {"seq_len": "1M", "memory": "256MB", "mode": "train"})]
+             ("fixtures/gpt_sdpa.py", {"seq_len": "1M", "memory": "256MB", "mode": "infer"})]
 
     def check(self, report) -> Iterable[Finding]:
         cost = cost_of(report)

@@ -73,6 +73,7 @@ def _longest(reach):
 
 
 def _milliseconds(value: float) -> str:
-    """Whole milliseconds from 10 ms up, two significant digits below (0.4, not 0)."""
-    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+    """Three significant figures (0.246, 12.8), whole milliseconds from 100 ms up (205,
+    20480: never an exponent)."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 

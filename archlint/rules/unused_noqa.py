@@ -40,6 +40,12 @@ class UnusedNoqa(Rule):
     code = "AL001"
     name = "unused-noqa"
     severity = "warning"
+    #: a 64-row table under ``# archlint: noqa: AL106``: unused at n=64, used at n=128
+    flagged = [("tests/rule_cases/noqa_positions.py",
+                {"seq_len": "64", "warn_unused_noqa": True})]
+    clean = [("tests/rule_cases/noqa_positions.py",
+              {"seq_len": "128", "warn_unused_noqa": True}),
+             ("tests/rule_cases/noqa_positions.py", {"seq_len": "64"})]
 
     def check(self, report) -> Iterable[Finding]:
         return ()

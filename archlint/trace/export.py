@@ -84,4 +84,43 @@ def export_graph(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> torch
         site = recorder.site_of(node.meta.get("torch_fn"))
         if site is not None:
             node.meta[META_SITE] = site
+    concrete_shapes(graph_module, args, kwargs)
     return graph_module
+
+
+def _unbacked(value: Any) -> bool:
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    return any(isinstance(v, torch.Tensor) and any(not isinstance(s, int) for s in v.shape)
+               for v in values)
+
+
+def concrete_shapes(graph_module: torch.fx.GraphModule, args: tuple,
+                    kwargs: dict[str, Any]) -> None:
+    """Sizes that depend on the data (``torch.where(mask)``, a mixture of experts'
+    tokens per expert) are symbols in the exported graph; every stage after tracing
+    reads shapes as ints at the trace length, so they are replaced by the sizes this
+    example input gives, measured by running the graph once at the trace length."""
+    if not any(_unbacked(node.meta.get("val")) for node in graph_module.graph.nodes):
+        return
+    found: dict[torch.fx.Node, Any] = {}
+
+    class _Recorder(torch.fx.Interpreter):
+        def run_node(self, node: torch.fx.Node) -> Any:
+            result = super().run_node(node)
+            found[node] = result
+            return result
+
+    with torch.no_grad():
+        _Recorder(graph_module).run(*tree_flatten((args, kwargs))[0])
+    for node, result in found.items():
+        if _unbacked(node.meta.get("val")):
+            node.meta["val"] = _as_meta(result)
+
+
+def _as_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype,
+                                   device="meta")
+    if isinstance(value, (tuple, list)):
+        return type(value)(_as_meta(v) for v in value)
+    return value
