@@ -83,3 +83,40 @@ class SdpaBlock(nn.Module):
 def attention_layer(name: str, heads: int, head_dim: int, **params) -> Layer:
     return Layer(name=name, kind=LayerKind.ATTENTION, type_name="test",
                  params={"heads": heads, "head_dim": head_dim, **params})
+
+
+MARKER_BYTES = 777_777
+
+
+def real_decode_peak(module, prefill, step) -> int:
+    """What a real CPU decode step holds at its peak, from torch.profiler's memory events.
+
+    The profiler records no free of a block allocated before it started, so the prefill
+    (``prefill() -> cache``) runs inside the profile too; a marker allocation of
+    :data:`MARKER_BYTES` separates it from the step (``step(cache)``). The peak is the
+    running total of the events after the marker (the cache included) on top of the
+    weights, which were allocated before and are never freed."""
+    from torch.profiler import ProfilerActivity, profile
+
+    weights = sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                   for t in list(module.parameters()) + list(module.buffers())}.values())
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU],
+                                  profile_memory=True) as prof:
+        cache = prefill()
+        marker = torch.empty(MARKER_BYTES, dtype=torch.uint8)
+        del marker
+        out = step(cache)
+        del out, cache
+    events = sorted((e for e in prof.profiler.kineto_results.events()
+                     if e.name() == "[memory]"
+                     and e.device_type() == torch.autograd.DeviceType.CPU),
+                    key=lambda e: e.start_ns())
+    running, after, peak = 0, False, 0
+    for event in events:
+        running += event.nbytes()
+        if event.nbytes() == -MARKER_BYTES:
+            after = True
+        elif after:
+            peak = max(peak, running)
+    assert after, "the marker's free was not recorded"
+    return weights + peak

@@ -217,6 +217,16 @@ class _Split:
         self._flag(self._records_of(tensor), "kv")
         self._check_peak()
 
+    def register_kv_cache(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Count a decode step's cache, built before the tracker started, as KV cache."""
+        tensors = list(tensors)
+        self.register_state(tensors, "Other")
+        for tensor in tensors:
+            self.flag_kv_cache(tensor)
+
+    def register_state(self, tensors: Iterable[torch.Tensor], reftype_name: str) -> None:
+        raise NotImplementedError
+
     def _records_of(self, tensor: torch.Tensor) -> list[Any]:
         raise NotImplementedError
 

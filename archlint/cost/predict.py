@@ -88,6 +88,9 @@ class Prediction:
     module_flops: dict[str, int] = field(default_factory=dict)   # module path -> FLOPs
     method: str = "fake tensors"
     kernels: tuple[KernelChoice, ...] = ()    # attention kernel per module (GPU devices)
+    #: decode mode: bytes of the KV cache of ``seq_len`` positions (the peak's
+    #: ``kv_cache`` part also holds what the step's cache update allocates)
+    kv_cache_bytes: int = 0
 
     @property
     def peak(self) -> int:
@@ -219,6 +222,45 @@ class CostModel:
                 out = functional_call(module, fake.state, args, kwargs)
             del out, args, kwargs
         return self._prediction(seq_len, "infer", tracker, forward, None, kernels)
+
+    def decode_step(self, seq_len: int) -> tuple[Prediction | None, str | None]:
+        """One token generated against the model's own cache of ``seq_len`` positions
+        (:mod:`.decode`): a prefill builds the cache, the step runs under the tracker.
+        ``(None, why)`` where the model cannot be run so."""
+        from archlint.cost.decode import CacheFollower, cache_argument, cache_tensors, find_cache
+
+        spec, module = self.graph.input_spec, self.graph.module
+        if spec.spatial or len(spec.seq_dims) != 1:
+            return None, "a decode step takes token ids alone, this model more inputs"
+        fake, _ = self._fake(train=False)
+        kwargs = {**spec.kwargs, "use_cache": True}
+        with _guarded(seq_len), preserved(module, False), stock_causal_masks(), fake.mode, \
+                self._sizes(), torch.no_grad():
+            args, _ = make_inputs(spec, seq_len, self.settings.batch)
+            with autocast(self.settings.dtype):
+                cache = find_cache(functional_call(module, fake.state, args, kwargs))
+            del args
+        if cache is None:
+            return None, "forward(use_cache=True) returned no cache"
+        tracker = self._tracker(seq_len, fake, None)
+        forward = FlopTally(self.pairwise_rule(seq_len))
+        held = cache_tensors(cache)
+        cache_bytes = sum({id(t.untyped_storage()): t.untyped_storage().nbytes()
+                           for t in held}.values())
+        tracker.register_kv_cache(held)
+        del held
+        follower = CacheFollower(tracker, cache_tensors(cache))
+        with _guarded(seq_len), preserved(module, False), stock_causal_masks(), fake.mode, \
+                tracker, self._kernels() as kernels, follower, torch.no_grad():
+            args, _ = make_inputs(spec, 1, self.settings.batch)
+            with forward, autocast(self.settings.dtype):
+                out = functional_call(module, fake.state, args,
+                                      {**kwargs, cache_argument(module): cache})
+            del out, args, cache
+        prediction = self._prediction(seq_len, "decode", tracker, forward, None, kernels)
+        return replace(prediction, kv_cache_bytes=cache_bytes,
+                       method="one decode step against the model's own KV cache, on fake "
+                              "tensors"), None
 
     @cached_property
     def routing(self) -> Routing | None:

@@ -110,6 +110,7 @@ class CostReport:
             "attention_flops": prediction.attention_flops,
             "fits": None if self.budget is None else prediction.peak <= self.budget,
             "method": prediction.method,
+            "kv_cache_bytes": prediction.kv_cache_bytes if self.mode == "decode" else None,
             "attention_kernels": [choice.to_dict() for choice in prediction.kernels],
         }
 

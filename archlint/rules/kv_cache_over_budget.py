@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from archlint.cost.decode import ELEMENT_BYTES, cache_layers
+from archlint.cost.decode import cache_layers
 from archlint.cost.locate import cost_of
 from archlint.findings import Finding
 from archlint.rules import Rule
@@ -46,12 +46,11 @@ class KVCacheOverBudget(Rule):
         if cost is None or cost.mode != "decode" or cost.budget is None or cost.target is None:
             return
         prediction = cost.target
-        cache = prediction.memory.parts.get("kv_cache", 0)
+        cache = prediction.kv_cache_bytes or prediction.memory.parts.get("kv_cache", 0)
         if prediction.peak <= cost.budget or cache == 0:
             return
         layers = cache_layers(report.graph)
-        per_position = sum(2 * cost.batch * width * ELEMENT_BYTES[cost.dtype]
-                           for _, _, width, _ in layers)
+        per_position = -(-cache // prediction.seq_len)
         weights = prediction.memory.parts.get("parameters", 0)
         fits = cost.curve.fits_up_to if cost.curve is not None else None
         tail = f"; the context fits up to n={fits}" if fits else ""
