@@ -151,6 +151,17 @@ def stock_causal_masks() -> Iterator[None]:
         transformer._detect_is_causal_mask = detect
 
 
+def reparametrized(module: nn.Module, state: dict[str, torch.Tensor]
+                   ) -> contextlib.AbstractContextManager:
+    """``module`` with ``state`` (its fake tensors) in place of its own for as long as the
+    block lasts: what ``functional_call`` does for one call, kept through backward, where
+    activation checkpointing calls the block again (with the real weights otherwise,
+    writing fake gradients into the user's parameters)."""
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    return _reparametrize_module(module, state, tie_weights=True)
+
+
 def make_inputs(spec: InputSpec, seq_len: int,
                 batch: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The forward's arguments at length ``seq_len``; fake when called under a fake mode."""

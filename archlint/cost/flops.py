@@ -29,6 +29,7 @@ from torch.utils.flop_counter import (
     sdpa_flop_count,
     shape_wrapper,
 )
+from torch.utils.module_tracker import ModuleTracker
 
 from archlint.cost.memory import PairwiseRule
 
@@ -148,11 +149,33 @@ for _op in (aten._scaled_dot_product_flash_attention,
     ATTENTION_PART[_op] = flop_registry[_op]
 
 
+class _ForwardHooksOnly(ModuleTracker):
+    """``ModuleTracker`` that hooks no gradient of what runs inside backward.
+
+    Activation checkpointing (``torch.utils.checkpoint``) runs a block's forward again
+    during backward; ModuleTracker would register a multi-grad hook on the recomputed
+    outputs, whose handle holds their ``grad_fn``s, and with them every tensor the
+    recomputed graph saved, until the step ends: the count of FLOPs would change the
+    memory it is measured beside (+66% on a checkpointed block stack). Inside backward
+    the module stack is left alone too (the recompute stops early, before the post-hooks
+    of the modules it was in would pop them): recomputed FLOPs count to the module whose
+    backward is running."""
+
+    def _fw_pre_hook(self, mod, input) -> None:  # noqa: A002,ANN001
+        if torch._C._current_graph_task_id() == -1:
+            super()._fw_pre_hook(mod, input)
+
+    def _fw_post_hook(self, mod, input, output) -> None:  # noqa: A002,ANN001
+        if torch._C._current_graph_task_id() == -1:
+            super()._fw_post_hook(mod, input, output)
+
+
 class FlopTally(FlopCounterMode):
     """``FlopCounterMode`` with archlint's formulas and an attention (n²) subtotal."""
 
     def __init__(self, rule: PairwiseRule) -> None:
         super().__init__(display=False, custom_mapping=dict(FORMULAS))
+        self.mod_tracker = _ForwardHooksOnly()
         self.rule = rule
         self.attention = 0
 

@@ -39,6 +39,7 @@ from archlint.cost.fake import (
     fake_model,
     make_inputs,
     preserved,
+    reparametrized,
     stock_causal_masks,
 )
 from archlint.cost.flops import FlopTally
@@ -185,14 +186,17 @@ class CostModel:
         spec, module = self.graph.input_spec, self.graph.module
         with preserved(module, True), stock_causal_masks(), fake.mode, tracker, \
                 self._kernels() as kernels:
-            with tracker.saved_tensor_hooks():
-                args, kwargs = make_inputs(spec, seq_len, self.settings.batch)
-                with forward, autocast(self.settings.dtype):
-                    out = functional_call(module, fake.state, args, kwargs)
-            tracker.phase = "backward"
-            with backward:
-                backward_from(out)
-            del out, args, kwargs
+            # the fake weights stay in place through backward: activation checkpointing
+            # (torch.utils.checkpoint) runs the block's forward again there
+            with reparametrized(module, fake.state):
+                with tracker.saved_tensor_hooks():
+                    args, kwargs = make_inputs(spec, seq_len, self.settings.batch)
+                    with forward, autocast(self.settings.dtype):
+                        out = module(*args, **kwargs)
+                tracker.phase = "backward"
+                with backward:
+                    backward_from(out)
+                del out, args, kwargs
             tracker.phase = "optimizer"
             stateless = not any(tracker.totals[c] for c in _TRANSIENT)
             if optimizer is not None and not (stateless and self._optimizer_stage):

@@ -51,8 +51,9 @@ class AttentionDominatedCompute(Rule):
         share = prediction.attention_flops / prediction.flops
         layers = attention_layers(report.graph)
         yield self.finding(
-            f"attention is {share:.0%} of the {format_count(prediction.flops)}FLOPs of a "
-            f"{cost.mode} step at n={prediction.seq_len}: past n≈{crossover} its n² score "
+            f"attention is {share:.0%} of the {format_count(prediction.flops)}FLOPs of "
+            f"{'an' if cost.mode[0] in 'aeiou' else 'a'} {cost.mode} step at "
+            f"n={prediction.seq_len}: past n≈{crossover} its n² score "
             f"FLOPs outgrow every per-position FLOP of the model",
             fix=("use sliding-window/local or block-sparse attention, linear attention or a "
                  "state-space layer, or chunk the sequence below n≈" + str(crossover)),
