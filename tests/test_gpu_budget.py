@@ -274,3 +274,33 @@ def test_softmax_under_cuda_rules_returns_float32_without_a_cast_copy():
         assert torch.nn.functional.layer_norm(x, (8,)).dtype == FP32     # fp32
         assert (x @ x.T).dtype == BF16                         # lower precision stays
     assert torch.softmax(x, -1).dtype == BF16                  # outside autocast: nothing
+
+
+def test_sdpa_bound_under_another_name_at_import_runs_the_gpus_kernel(tmp_path):
+    """``from torch.nn.functional import scaled_dot_product_attention as sdpa`` binds the
+    function before archlint runs: the device's kernel must still be chosen (flash on an
+    A100 in bf16: no n×n scores), as for ``F.scaled_dot_product_attention``."""
+    source = (
+        "import torch\nfrom torch import nn\n"
+        "from torch.nn.functional import scaled_dot_product_attention as {name}\n"
+        "class Attend(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.qkv = nn.Linear(64, 192)\n"
+        "    def forward(self, x):\n"
+        "        b, n, _ = x.shape\n"
+        "        q, k, v = (t.view(b, n, 4, 16).transpose(1, 2)\n"
+        "                   for t in self.qkv(x).split(64, -1))\n"
+        "        return {name}(q, k, v, is_causal=True).transpose(1, 2).reshape(b, n, 64)\n"
+        "def example_input(n, b):\n    return torch.randn(b, n, 64)\n")
+    results = {}
+    for name in ("sdpa", "scaled_dot_product_attention"):
+        path = tmp_path / f"bound_{name}.py"
+        path.write_text(source.format(name=name))
+        report = analyze(str(path), seq_len="2048", dtype="bfloat16", device="a100-80gb",
+                         dynamic=False)
+        target = report.cost.target
+        results[name] = (target.peak, [c.backend for c in target.kernels])
+        assert [c.backend for c in target.kernels] == ["flash"], name
+        assert target.memory.parts.get("attention_scores", 0) == 0
+    assert results["sdpa"] == results["scaled_dot_product_attention"]

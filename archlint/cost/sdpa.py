@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -292,14 +293,35 @@ class CudaAttention:
                            scale, call.requires_grad)
 
 
+_SDPA = torch._C._nn.scaled_dot_product_attention
+
+
+def _bindings() -> list[tuple[dict, str]]:
+    """Every module global bound to ``scaled_dot_product_attention`` (``F``'s own and
+    ``from torch.nn.functional import scaled_dot_product_attention as sdpa`` in a model
+    file or library): ``(module dict, name)``."""
+    found = []
+    for module_name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if module_name == __name__ or module_name.startswith("torch._C") \
+                or not isinstance(namespace, dict):
+            continue
+        for name, value in list(namespace.items()):
+            if value is _SDPA:
+                found.append((namespace, name))
+    return found
+
+
 @contextlib.contextmanager
 def cuda_attention(device: Device, autocast_dtype: torch.dtype | None) -> Iterator[CudaAttention]:
     """For the duration: SDPA calls run the kernel ``device`` would pick."""
     attention = CudaAttention(device, autocast_dtype)
-    original = F.scaled_dot_product_attention
-    F.scaled_dot_product_attention = attention
+    bindings, original = _bindings(), _SDPA
+    for namespace, name in bindings:
+        namespace[name] = attention
     try:
         with attention.modules:
             yield attention
     finally:
-        F.scaled_dot_product_attention = original
+        for namespace, name in bindings:
+            namespace[name] = original
