@@ -21,6 +21,7 @@ allocator kept, so their growth says less).
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -102,10 +103,19 @@ def measure_step(module: nn.Module, spec: InputSpec, seq_len: int, settings: Set
 def _resident_growth() -> Iterator[list[int | None]]:
     """``[bytes]``: the resident peak of the block above the resident size before it."""
     result: list[int | None] = [None]
-    before = memlimit.resident()
-    supported = memlimit.reset_peak() and before is not None
-    yield result
-    peak = memlimit.peak_resident() if supported else None
+    # garbage collected during the step would free resident pages of earlier work and
+    # hide the step's growth: collect it first, and none while the step runs
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        before = memlimit.resident()
+        supported = memlimit.reset_peak() and before is not None
+        yield result
+        peak = memlimit.peak_resident() if supported else None
+    finally:
+        if enabled:
+            gc.enable()
     if peak is not None and before is not None:
         result[0] = max(0, peak - before)
 
