@@ -123,6 +123,13 @@ class _Split:
         self._by_owner: dict[tuple[str, str], int] = {}
         self.phase_peaks: dict[str, int] = {}
         self._snapshots: dict[str, tuple[dict[str, int], dict[tuple[str, str], int]]] = {}
+        #: the storages allocated and freed, in order, when asked for
+        #: (:meth:`log_allocations`): what :mod:`archlint.cost.allocator` replays
+        self.allocation_events: list[tuple[int, int | None]] | None = None
+        self._serial = 0
+
+    def log_allocations(self) -> None:
+        self.allocation_events = []
 
     def _category(self, record: Any) -> str:
         reftype = getattr(record.reftype, "value", record.reftype)
@@ -144,11 +151,17 @@ class _Split:
         record.al_cat = self._category(record)
         record.al_bytes = record.mem_consumed
         self._add(record.al_cat, owner, record.al_bytes)
+        if self.allocation_events is not None:
+            self._serial += 1
+            record.al_serial = self._serial
+            self.allocation_events.append((self._serial, record.al_bytes))
 
     def _unassign(self, record: Any) -> None:
         if hasattr(record, "al_cat"):
             self._add(record.al_cat, record.al_owner, -record.al_bytes)
             del record.al_cat
+            if self.allocation_events is not None and hasattr(record, "al_serial"):
+                self.allocation_events.append((record.al_serial, None))
 
     def _refresh(self, record: Any) -> None:
         """Move a record's bytes when its category or size changed."""
@@ -156,6 +169,12 @@ class _Split:
             return
         category = self._category(record)
         if category != record.al_cat or record.mem_consumed != record.al_bytes:
+            if self.allocation_events is not None and hasattr(record, "al_serial") \
+                    and record.mem_consumed != record.al_bytes:
+                self.allocation_events.append((record.al_serial, None))   # a resize
+                self._serial += 1
+                record.al_serial = self._serial
+                self.allocation_events.append((self._serial, record.mem_consumed))
             self._add(record.al_cat, record.al_owner, -record.al_bytes)
             record.al_cat, record.al_bytes = category, record.mem_consumed
             self._add(category, record.al_owner, record.al_bytes)

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
+from archlint.cost.allocator import replay
 from archlint.cost.devices import Device, find_device
 from archlint.cost.extrapolate import OpCounter, lagrange
 from archlint.cost.fake import (
@@ -92,6 +93,10 @@ class Prediction:
     #: decode mode: bytes of the KV cache of ``seq_len`` positions (the peak's
     #: ``kv_cache`` part also holds what the step's cache update allocates)
     kv_cache_bytes: int = 0
+    #: a GPU device: (allocated, reserved) peaks of PyTorch's caching allocator replayed
+    #: on the step's allocations (:mod:`.allocator`): what ``max_memory_allocated`` and
+    #: ``max_memory_reserved`` would read; None on the CPU or where extrapolated
+    allocator_peaks: tuple[int, int] | None = None
 
     @property
     def peak(self) -> int:
@@ -170,6 +175,8 @@ class CostModel:
 
     def _tracker(self, seq_len: int, fake: Any, optimizer: Any) -> Any:
         tracker = new_tracker(self.pairwise_rule(seq_len), self.fallback)
+        if self.device is not None:
+            tracker.log_allocations()             # replayed on the caching allocator
         params = {id(t) for t in fake.parameters}
         tracker.register_state(fake.parameters, "Parameter")
         unique = {id(t): t for t in fake.state.values() if id(t) not in params}
@@ -199,7 +206,9 @@ class CostModel:
                 del out, args, kwargs
             tracker.phase = "optimizer"
             stateless = not any(tracker.totals[c] for c in _TRANSIENT)
-            if optimizer is not None and not (stateless and self._optimizer_stage):
+            # (on a GPU the allocator replay needs the optimizer's own allocations too)
+            if optimizer is not None and not (stateless and self._optimizer_stage
+                                              and tracker.allocation_events is None):
                 optimizer.step()
             for param in fake.parameters:
                 param.grad = None
@@ -316,8 +325,13 @@ class CostModel:
         if backward is not None:
             for name, count in backward.module_totals().items():
                 modules[name] = modules.get(name, 0) + count
+        peaks = None
+        if tracker.allocation_events is not None:
+            allocator = replay(tracker.allocation_events)
+            peaks = (allocator.peak_allocated, allocator.peak_reserved)
         return Prediction(
             seq_len=seq_len, mode=mode, memory=overall(phases), phases=phases,
+            allocator_peaks=peaks,
             flops_forward=forward.get_total_flops(),
             flops_backward=0 if backward is None else backward.get_total_flops(),
             attention_flops=forward.attention + (0 if backward is None else backward.attention),

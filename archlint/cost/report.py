@@ -111,6 +111,9 @@ class CostReport:
             "fits": None if self.budget is None else prediction.peak <= self.budget,
             "method": prediction.method,
             "kv_cache_bytes": prediction.kv_cache_bytes if self.mode == "decode" else None,
+            "allocator": None if prediction.allocator_peaks is None else {
+                "allocated_bytes": prediction.allocator_peaks[0],
+                "reserved_bytes": prediction.allocator_peaks[1]},
             "attention_kernels": [choice.to_dict() for choice in prediction.kernels],
         }
 
@@ -123,6 +126,10 @@ class CostReport:
             if any(values):
                 rows.append(["  " + LABELS[category]]
                             + [format_bytes(v) if v else "-" for v in values])
+        if any(p.allocator_peaks for p in predictions):
+            for label, index in (("allocated (blocks)", 0), ("reserved (segments)", 1)):
+                rows.append([label] + [format_bytes(p.allocator_peaks[index])
+                                       if p.allocator_peaks else "-" for p in predictions])
         rows.append(["FLOPs"] + [format_count(p.flops) for p in predictions])
         rows.append(["  attention share"]
                     + [f"{p.attention_flops / p.flops:.0%}" if p.flops else "-"
