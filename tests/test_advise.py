@@ -129,9 +129,10 @@ def test_transformer_bf16_and_checkpointing_rerun(transformer):
     checkpoint = advice.suggestion("checkpoint")
     assert checkpoint.method == RERUN and checkpoint.details["blocks"] == 2
     assert [s.name for s in checkpoint.where] == ["transformer.layers.0-1"]
-    # by hand: only the two block inputs (B, n, d) fp32 stay saved, plus the int64 token
-    # ids and positions
-    assert checkpoint.details["activations_after"] == 2 * 4096 * 32 * 4 + 2 * 4096 * 8
+    # by hand: the backward peak is in the first block's recompute, when the second
+    # block's input is freed: one block input (B, n, d) fp32 stays saved, plus the int64
+    # token ids and positions
+    assert checkpoint.details["activations_after"] == 4096 * 32 * 4 + 2 * 4096 * 8
     # recomputation: backward also runs both blocks' forward again
     assert checkpoint.standing.flops > report.cost.target.flops
 
@@ -269,7 +270,7 @@ def test_decoder_bf16_fits_by_a_second_run(decoder):
 def test_decoder_ranking_is_the_readme_example(decoder):
     _, advice = decoder
     assert [s.key for s in advice.suggestions] == [
-        "bf16", "parallel", "downsample", "shorter-n", "checkpoint", "linear-attention"]
+        "bf16", "checkpoint", "parallel", "downsample", "shorter-n", "linear-attention"]
     text = advice.render_text()
     assert "  now:   R n (causal prefix), L -, S 12; peak 34.7 GB, 162.8 TFLOPs" in text
     assert "1    bfloat16 autocast         19.7 GB  162.8 T" in text
@@ -280,18 +281,24 @@ def test_decoder_checkpointing_by_hand(decoder):
     report, advice = decoder
     checkpoint = advice.suggestion("checkpoint")
     # 12 block inputs (B, n, 768) fp32, plus int64 token ids and positions
-    assert checkpoint.details["activations_after"] == 12 * 32768 * 768 * 4 + 2 * 32768 * 8
+    inputs = 12 * 32768 * 768 * 4 + 2 * 32768 * 8
+    assert checkpoint.details["activations_after"] == inputs
     assert [str(s.location) for s in checkpoint.where] == ["fixtures/gpt2_124m.py:77"]
-    assert checkpoint.standing.fits is False          # the 50257-way logits stay over 24 GB
+    # at least: weights, gradients and Adam state (16 bytes per parameter), the kept
+    # block inputs, and the 50257-way float32 logits with their dense gradient
+    parameters = sum(p.numel() for p in dict.fromkeys(_meta_decoder().parameters()))
+    floor = 16 * parameters + inputs + 2 * 32768 * 50257 * 4
+    assert floor <= checkpoint.standing.peak < 24 * GB and checkpoint.standing.fits
+    assert checkpoint.standing.peak < 1.15 * floor     # what else lives is one block's
 
 
 def test_decoder_checkpointing_with_bf16_when_neither_fits_alone(decoder):
-    """At 19 GB neither bf16 (19.7 GB) nor checkpointing (25 GB) fits: both together."""
+    """At 17 GB neither bf16 (19.7 GB) nor checkpointing (18.1 GB) fits: both together."""
     from archlint.advise.candidates import checkpointing_bf16
     from archlint.advise.context import Context
 
     report, advice = decoder
-    goals = dataclasses.replace(advice.goals, budget=19 * GB)
+    goals = dataclasses.replace(advice.goals, budget=17 * GB)
     ctx = Context(report=report, goals=goals, position=advice.position.judged(goals))
     alone = [dataclasses.replace(advice.suggestion(key),
                                  standing=advice.suggestion(key).standing.judged(goals))
