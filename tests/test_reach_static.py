@@ -281,3 +281,32 @@ def test_selective_scan_counts_one_step_per_position():
     reach = reach_of(SelectiveScan(), sequence(4), span=100)
     assert str(reach.serial_steps) == "n" and reach.receptive_field.shape == "prefix"
     assert reach.dependency_path == 99 and reach.agreement
+
+
+class BiasedSdpa(nn.Module):
+    """SDPA with a float ``attn_mask`` built from a learned table: T5's relative position
+    bias as transformers 5 passes it (``relative``), or a bias equal for every pair."""
+
+    def __init__(self, relative: bool):
+        super().__init__()
+        self.relative = relative
+        self.proj = nn.Linear(8, 24)
+        self.table = nn.Embedding(64, 2)
+
+    def forward(self, x):
+        n = x.size(1)
+        offsets = torch.arange(n)[None, :] - torch.arange(n)[:, None]
+        buckets = (offsets.clamp(-31, 32) + 31) if self.relative else torch.zeros_like(offsets)
+        bias = self.table(buckets).permute(2, 0, 1).unsqueeze(0)       # (1, heads, n, n)
+        q, k, v = (t.view(1, n, 2, 4).transpose(1, 2) for t in self.proj(x).split(8, -1))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias).transpose(1, 2) \
+            .reshape(1, n, 8)
+
+
+def test_a_relative_bias_given_to_sdpa_as_a_mask_is_positional():
+    """A bias that differs between (query, key) pairs says where each key is: the
+    attention is not order-blind (no AL105); one equal for every pair tells nothing."""
+    relative = reach_of(BiasedSdpa(relative=True), sequence(8), dynamic=False)
+    assert relative.order_blind_attention == []
+    flat = reach_of(BiasedSdpa(relative=False), sequence(8), dynamic=False)
+    assert [row.kind for row in flat.order_blind_attention] == ["attention"]

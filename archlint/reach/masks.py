@@ -92,10 +92,24 @@ def add_to_scores(ctx, reach: TensorReach | None, mask: Node, additive: bool,
     else:
         keep = value if keep_when_true else ~value
     keep = keep.reshape(-1, keep.shape[-2], keep.shape[-1]).any(0)
+    if (additive or value.is_floating_point()) and _varies(value):
+        # a bias that differs between (query, key) pairs (T5's relative position bias
+        # passed to SDPA as attn_mask) tells attention where each key is
+        reach = reach.with_frames(dict(reach.frames), positional=True)
     band = mask_band(keep, ctx)
     if band is None:
         return reach
     return restrict(reach, band[0], band[1], ctx, "mask")
+
+
+def _varies(value: torch.Tensor) -> bool:
+    """True when the finite entries of a float mask differ between (query, key) pairs of
+    one (query x key) matrix (a bias per head alone says nothing of positions)."""
+    matrices = value.detach().double().reshape(-1, value.shape[-2] * value.shape[-1])
+    kept = torch.isfinite(matrices) & (matrices > BLOCKING)
+    high = torch.where(kept, matrices, -torch.inf).amax(-1)
+    low = torch.where(kept, matrices, torch.inf).amin(-1)
+    return bool((kept.sum(-1) > 1).logical_and(high > low).any())
 
 
 def mask_band(keep: torch.Tensor, ctx: TransferContext | None = None
