@@ -169,6 +169,48 @@ def resident() -> int | None:
     return _status("/proc").get("VmRSS")
 
 
+def resident_now() -> int | None:
+    """Bytes resident now from ``/proc/self/statm`` (cheaper than ``status``: polled)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ResidentSampler:
+    """The largest resident size seen by a thread polling ``statm`` every ``interval``.
+
+    ``VmHWM`` alone can miss a peak: the kernel folds the resident size into it lazily
+    (at some unmaps), so a large array mapped, filled and unmapped between two updates
+    may never reach it. Polling sees anything alive for longer than the interval."""
+
+    def __init__(self, interval: float = 0.0005) -> None:
+        import threading
+
+        self.interval = interval
+        self.peak = resident_now() or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            now = resident_now()
+            if now is not None and now > self.peak:
+                self.peak = now
+
+    def __enter__(self) -> ResidentSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        now = resident_now()
+        if now is not None:
+            self.peak = max(self.peak, now)
+
+
 def reset_peak() -> bool:
     """Start a new resident peak (``VmHWM`` = ``VmRSS`` now); False where unsupported."""
     try:

@@ -12,8 +12,9 @@ profiler's own overhead is not in them.
 
 torch's allocator is not all a step costs: the model's numpy arrays and Python objects
 are invisible to it. Beside it, the process's resident memory is measured over the same
-profiled step (:mod:`archlint.memlimit`: the ``VmHWM`` peak, reset before the step,
-above the ``VmRSS`` it started from): ``rss_step`` is what the step added to the process
+profiled step (:mod:`archlint.memlimit`: the ``VmHWM`` peak, reset before the step, and
+the resident size a thread polls every 0.5 ms, whichever is larger, above the ``VmRSS``
+it started from): ``rss_step`` is what the step added to the process
 from every allocator, torch's included (the first step: later ones reuse pages the C
 allocator kept, so their growth says less).
 """
@@ -111,8 +112,12 @@ def _resident_growth() -> Iterator[list[int | None]]:
     try:
         before = memlimit.resident()
         supported = memlimit.reset_peak() and before is not None
-        yield result
+        with memlimit.ResidentSampler() as sampler:
+            yield result
         peak = memlimit.peak_resident() if supported else None
+        if peak is not None:
+            # VmHWM is folded lazily by the kernel: the polled peak covers what it missed
+            peak = max(peak, sampler.peak)
     finally:
         if enabled:
             gc.enable()
