@@ -178,6 +178,21 @@ def resident_now() -> int | None:
         return None
 
 
+def release_free_heap() -> None:
+    """Give the C heap's free pages back to the kernel (glibc ``malloc_trim``): pages
+    freed by earlier work and still resident would otherwise be reused by the step and
+    hide its growth. A no-op where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        name = ctypes.util.find_library("c")
+        if name:
+            ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class ResidentSampler:
     """The largest resident size seen by a thread polling ``statm`` every ``interval``.
 

@@ -107,18 +107,20 @@ def test_what_counts_as_out_of_memory(error, expected):
     assert memlimit.is_out_of_memory(error) is expected
 
 
-def test_the_resident_sampler_sees_an_array_that_lived_for_a_few_milliseconds():
-    """The kernel folds the resident size into VmHWM lazily (at some unmaps): the polled
-    peak must see a 100 MB array filled, kept 20 ms and freed."""
+def test_the_resident_sampler_sees_pages_that_lived_for_a_few_milliseconds():
+    """The polled peak must see 100 MB of fresh anonymous pages written, kept 20 ms and
+    unmapped (mmap: no heap memory of earlier tests can be reused for them)."""
+    import mmap
     import time
-
-    import numpy as np
 
     from archlint.memlimit import ResidentSampler, resident_now
 
+    size, page = 100 * 10**6, mmap.PAGESIZE
     before = resident_now()
     with ResidentSampler() as sampler:
-        scratch = np.ones(100 * 10**6 // 8)            # every page written: resident
+        region = mmap.mmap(-1, size)
+        for offset in range(0, size, page):
+            region[offset] = 1                           # every page written: resident
         time.sleep(0.02)
-        del scratch
-    assert before is not None and sampler.peak - before >= 100 * 10**6 - 2**20
+        region.close()
+    assert before is not None and sampler.peak - before >= size - 2**20

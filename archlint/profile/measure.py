@@ -107,6 +107,7 @@ def _resident_growth() -> Iterator[list[int | None]]:
     # garbage collected during the step would free resident pages of earlier work and
     # hide the step's growth: collect it first, and none while the step runs
     gc.collect()
+    memlimit.release_free_heap()
     enabled = gc.isenabled()
     gc.disable()
     try:
